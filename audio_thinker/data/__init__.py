@@ -1,0 +1,1 @@
+"""Audio I/O, data sets and training rows."""

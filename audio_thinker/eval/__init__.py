@@ -1,0 +1,1 @@
+"""Evaluation: official benchmark scoring and the evaluation runner."""

@@ -1,0 +1,1 @@
+"""Ray actors hosting reward computation (the LLM-judge pool)."""
