@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` (the main job on the embedded default) and `make test`.
+# Both create/update the pinned virtualenv in .venv first; that step is a no-op when nothing changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP_VERSION := 26.3
+PYTEST_ARGS ?=
+
+.PHONY: venv system-deps test demo bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): setup.py requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	@touch $@
+
+# ffmpeg decodes the audio track of videos (AVQA) and mp3/ogg fallbacks; torchaudio's I/O needs it.
+system-deps:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null); \
+	  else \
+	    echo "ffmpeg is missing: install it (e.g. sudo apt-get install ffmpeg); tests that need it skip"; \
+	  fi; }
+
+test: venv system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: venv system-deps
+	$(BIN)/python -m audio_thinker.demo
+
+bench: venv
+	$(BIN)/python benchmarks/bench_rewards.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,249 @@
+"""The ``audio_thinker`` config section: one typed schema, defaults in one place, fail-fast checks.
+
+Everything verl already configures stays in verl's own keys (``data.*``, ``actor_rollout_ref.*``,
+``algorithm.*``, ``trainer.*``). Our keys live under one top-level section, ``audio_thinker``::
+
+    audio_thinker:
+      prompt_mode: adaptive        # adaptive | think | direct   (paper appendix A)
+      reward:                      # DESIGN.md section 3
+        mode: atar_cr_tr           # accuracy | atar | atar_cr | atar_cr_tr
+        ...
+      judge:                       # the LLM-judge pool (consistency + think quality)
+        backend: hf                # hf | vllm | openai
+        ...
+      audio:                       # decoding and validation of clips
+        ...
+
+:func:`load_config` turns the section into frozen dataclasses and rejects unknown keys, bad
+values and inconsistent combinations with a message that says how to fix them. The dataclass
+field comments below are the reference documentation of every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio_thinker.prompts import PromptMode
+from audio_thinker.rewards.combine import RewardConfig, RewardMode, RewardWeights
+
+
+class ConfigError(ValueError):
+    """A bad ``audio_thinker.*`` value; the message names the key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class WeightsSection:
+    #: w_c in R = R_a (1 + w_c R_c') + w_f R_f + w_t R_t
+    consistency: float = 0.5
+    #: w_f, the format reward's weight
+    format: float = 0.5
+    #: w_t, the think-quality reward's weight
+    think_quality: float = 1.0
+
+
+@dataclass(frozen=True)
+class RewardSection:
+    #: which terms are active: accuracy | atar | atar_cr | atar_cr_tr (paper Table 1 rows)
+    mode: str = "atar_cr_tr"
+    #: false: static ATAR (base values, no batch balancing, no annealing)
+    balance: bool = True
+    #: annealing horizon T; null = trainer.total_training_steps
+    anneal_steps: int | None = None
+    #: the prompt lists options as A, B, ...: a bare letter then names an option
+    lettered_choices: bool = False
+    #: value used for a judgement kind when every judgement of that kind failed in a batch
+    fallback_if_all_fail: float = 0.0
+    weights: WeightsSection = field(default_factory=WeightsSection)
+
+    def to_reward_config(self) -> RewardConfig:
+        """The pure core's :class:`RewardConfig` for this section."""
+        w = self.weights
+        return RewardConfig(
+            mode=RewardMode(self.mode),
+            weights=RewardWeights(consistency=w.consistency, format=w.format, think_quality=w.think_quality),
+            balance=self.balance,
+            fallback_if_all_fail=self.fallback_if_all_fail,
+        )
+
+
+@dataclass(frozen=True)
+class JudgeSection:
+    #: hf (transformers Ray actors; CPU default) | vllm (replicas on their own GPUs) | openai
+    backend: str = "hf"
+    #: HF id or local path of the judge model (a base model: completion-style prompts)
+    model_path: str = "Qwen/Qwen3-8B-Base"
+    #: number of judge workers (Ray actors / vLLM replicas)
+    num_workers: int = 1
+    #: GPUs per judge worker (= tensor parallel size for vllm); 0 on CPU
+    gpus_per_worker: int = 0
+    #: requests sent to one worker at once
+    batch_size: int = 16
+    #: seconds before one judge request is abandoned (then retried)
+    timeout_s: float = 60.0
+    #: retries after a timeout/error before the failure fallback is used
+    max_retries: int = 2
+    #: new tokens the judge may write (a verdict is one short line)
+    max_new_tokens: int = 8
+    #: judge sampling temperature (0 = greedy)
+    temperature: float = 0.0
+    #: prompt template version (audio_thinker.rewards.judge_prompts)
+    prompt_version: str = "v1"
+    #: openai backend: base URL of an OpenAI-compatible completions endpoint
+    base_url: str | None = None
+    #: openai backend: environment variable holding the API key (the key is never logged)
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    #: sample rate every clip is resampled to (Qwen2-Audio / Omni feature extractors: 16 kHz)
+    sample_rate: int = 16000
+    #: the model's audio window; longer clips are cut or rejected
+    max_seconds: float = 30.0
+    #: truncate (cut, counted warning) | reject (skip the sample, counted)
+    on_too_long: str = "truncate"
+
+
+@dataclass(frozen=True)
+class AudioThinkerConfig:
+    #: adaptive | think | direct: which instruction the policy prompt carries
+    prompt_mode: str = "adaptive"
+    reward: RewardSection = field(default_factory=RewardSection)
+    judge: JudgeSection = field(default_factory=JudgeSection)
+    audio: AudioSection = field(default_factory=AudioSection)
+
+
+def _choices_error(key: str, value: Any, valid: list[str]) -> ConfigError:
+    return ConfigError(
+        f"audio_thinker.{key}={value!r} is not valid; use one of: {', '.join(valid)} "
+        f"(e.g. +audio_thinker.{key}={valid[0]} on the command line)"
+    )
+
+
+def _is_instance(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"audio_thinker{path} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f"; did you mean {path[1:] + '.' if path else ''}{close[0]}?" if close else ""
+        raise ConfigError(
+            f"unknown key audio_thinker{path}.{key}{hint} Known keys: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, value, f"{path}.{name}")
+        elif not _is_instance(value, annotation):
+            raise ConfigError(
+                f"audio_thinker{path}.{name}={value!r} has the wrong type: expected "
+                f"{getattr(annotation, '__name__', annotation)}"
+            )
+        else:
+            kwargs[name] = float(value) if annotation is float else value
+    return cls(**kwargs)
+
+
+def _check(cfg: AudioThinkerConfig) -> None:
+    modes = [m.value for m in PromptMode]
+    if cfg.prompt_mode not in modes:
+        raise _choices_error("prompt_mode", cfg.prompt_mode, modes)
+    reward_modes = [m.value for m in RewardMode]
+    if cfg.reward.mode not in reward_modes:
+        raise _choices_error("reward.mode", cfg.reward.mode, reward_modes)
+    if cfg.reward.anneal_steps is not None and cfg.reward.anneal_steps <= 0:
+        raise ConfigError(
+            f"audio_thinker.reward.anneal_steps={cfg.reward.anneal_steps}: use a positive number "
+            "of steps, or null to anneal over trainer.total_training_steps"
+        )
+    for name in ("consistency", "format", "think_quality"):
+        if getattr(cfg.reward.weights, name) < 0:
+            raise ConfigError(f"audio_thinker.reward.weights.{name} must be >= 0")
+    if not 0.0 <= cfg.reward.fallback_if_all_fail <= 1.0:
+        raise ConfigError("audio_thinker.reward.fallback_if_all_fail must lie in [0, 1]")
+    _check_judge(cfg.judge, uses_judge=RewardMode(cfg.reward.mode).uses_judge)
+    _check_audio(cfg.audio)
+
+
+def _check_judge(judge: JudgeSection, *, uses_judge: bool) -> None:
+    backends = ["hf", "vllm", "openai"]
+    if judge.backend not in backends:
+        raise _choices_error("judge.backend", judge.backend, backends)
+    if not uses_judge:
+        return
+    positive = {"num_workers": judge.num_workers, "batch_size": judge.batch_size,
+                "max_new_tokens": judge.max_new_tokens, "timeout_s": judge.timeout_s}
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"audio_thinker.judge.{name}={value} must be positive")
+    if judge.max_retries < 0 or judge.temperature < 0 or judge.gpus_per_worker < 0:
+        raise ConfigError("audio_thinker.judge: max_retries, temperature and gpus_per_worker must be >= 0")
+    if judge.backend == "vllm" and judge.gpus_per_worker < 1:
+        raise ConfigError(
+            "audio_thinker.judge.backend=vllm runs judges on their own GPUs: set "
+            "audio_thinker.judge.gpus_per_worker>=1 (or use backend=hf on CPU)"
+        )
+    if judge.backend == "openai" and not judge.base_url:
+        raise ConfigError(
+            "audio_thinker.judge.backend=openai needs audio_thinker.judge.base_url, e.g. "
+            "http://judge-host:8000/v1 (the API key is read from $"
+            f"{judge.api_key_env})"
+        )
+
+
+def _check_audio(audio: AudioSection) -> None:
+    if audio.sample_rate != 16000:
+        raise ConfigError(
+            f"audio_thinker.audio.sample_rate={audio.sample_rate}: Qwen2-Audio and Qwen2.5-Omni "
+            "feature extractors expect 16000 Hz; keep the default"
+        )
+    if audio.max_seconds <= 0:
+        raise ConfigError("audio_thinker.audio.max_seconds must be positive (30 for Qwen2-Audio)")
+    if audio.on_too_long not in ("truncate", "reject"):
+        raise _choices_error("audio.on_too_long", audio.on_too_long, ["truncate", "reject"])
+
+
+def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:
+    """Validate the ``audio_thinker`` section (a plain mapping or an OmegaConf node)."""
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping):  # an OmegaConf DictConfig
+        from omegaconf import OmegaConf
+
+        section = OmegaConf.to_container(section, resolve=True)
+    cfg = _build(AudioThinkerConfig, section, "")
+    _check(cfg)
+    return cfg
+
+
+def anneal_steps(cfg: AudioThinkerConfig, total_training_steps: int | None) -> int:
+    """The annealing horizon T: ``reward.anneal_steps`` or the trainer's total steps."""
+    steps = cfg.reward.anneal_steps or total_training_steps
+    if not steps or steps <= 0:
+        raise ConfigError(
+            "cannot anneal ATAR: set trainer.total_training_steps or audio_thinker.reward.anneal_steps"
+        )
+    return int(steps)
