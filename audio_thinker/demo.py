@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audio_thinker.data.synthetic import generate_dataset, is_generated
 from audio_thinker.rewards.combine import RewardConfig, RewardMode, compute_rewards, score_response
 
 #: (P(think), P(correct | think), P(correct | no-think)) per difficulty
@@ -104,9 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     train = args.out / "train.parquet"
-    if not train.exists():
-        from audio_thinker.data.synthetic import generate_dataset
-
+    if not is_generated(args.out, n_train=args.train, n_val=args.val, seed=args.seed, prompt_mode="adaptive"):
         print(f"generating the synthetic audio QA set in {args.out} ...")
         generate_dataset(args.out, n_train=args.train, n_val=args.val, seed=args.seed)
     rows = pd.read_parquet(train)
