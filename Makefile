@@ -35,6 +35,7 @@ demo: venv system-deps
 
 bench: venv
 	$(BIN)/python benchmarks/bench_rewards.py
+	$(BIN)/python benchmarks/bench_data.py
 
 clean-venv:
 	rm -rf $(VENV)
