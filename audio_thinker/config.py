@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from audio_thinker.data.audio import AudioConfig
 from audio_thinker.prompts import PromptMode
 from audio_thinker.rewards.combine import RewardConfig, RewardMode, RewardWeights
 
@@ -108,6 +109,15 @@ class AudioSection:
     max_seconds: float = 30.0
     #: truncate (cut, counted warning) | reject (skip the sample, counted)
     on_too_long: str = "truncate"
+    #: clips whose RMS is below this are rejected as silent (1e-4 = -80 dBFS; 0 disables)
+    silence_rms_threshold: float = 1e-4
+
+    def to_audio_config(self) -> AudioConfig:
+        """The audio loader's :class:`~audio_thinker.data.audio.AudioConfig` for this section."""
+        return AudioConfig(
+            target_sr=self.sample_rate, max_seconds=self.max_seconds,
+            on_too_long=self.on_too_long, silence_rms_threshold=self.silence_rms_threshold,  # type: ignore[arg-type]
+        )
 
 
 @dataclass(frozen=True)
@@ -224,6 +234,8 @@ def _check_audio(audio: AudioSection) -> None:
         raise ConfigError("audio_thinker.audio.max_seconds must be positive (30 for Qwen2-Audio)")
     if audio.on_too_long not in ("truncate", "reject"):
         raise _choices_error("audio.on_too_long", audio.on_too_long, ["truncate", "reject"])
+    if audio.silence_rms_threshold < 0:
+        raise ConfigError("audio_thinker.audio.silence_rms_threshold must be >= 0 (0 disables the check)")
 
 
 def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:

@@ -82,6 +82,11 @@ def test_judge_checks_only_when_the_judge_is_used():
     load_config({"reward": {"mode": "atar_cr"}, "judge": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}})
 
 
+def test_audio_section_maps_to_the_loader_config():
+    audio = load_config({"audio": {"max_seconds": 10, "on_too_long": "reject"}}).audio.to_audio_config()
+    assert (audio.target_sr, audio.max_seconds, audio.on_too_long) == (16000, 10.0, "reject")
+
+
 def test_anneal_horizon():
     assert anneal_steps(load_config({}), 1000) == 1000
     assert anneal_steps(load_config({"reward": {"anneal_steps": 50}}), 1000) == 50
