@@ -46,7 +46,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
-        "console_scripts": [],
+        # verl imports every `verl.plugins` entry point on `import verl`, in every process.
+        "verl.plugins": ["audio_thinker = audio_thinker.verl_ext.plugin"],
     },
     license="Apache-2.0",
 )

@@ -1,0 +1,112 @@
+"""The verl plugin: audio models and processors for verl 0.9.1.
+
+Registered in ``setup.py`` under the ``verl.plugins`` entry-point group, so verl imports this
+module at the end of every ``import verl`` — in the driver and in every Ray worker process.
+verl swallows plugin import errors at debug level, so failures here are logged as errors.
+
+What it does, each through the narrowest hook verl offers:
+
+1. **Model class.** verl picks the auto class from ``AutoModelForImageTextToText``'s mapping or
+   the architecture name; Qwen2-Audio is in neither and silently became ``AutoModel`` (the base
+   model without its LM head). We register ``Qwen2AudioConfig`` with
+   ``AutoModelForImageTextToText``. The Omni *thinker* (``Qwen2_5OmniThinkerConfig``) is already
+   mapped there; the full Omni model has no ``forward`` and is rejected with a fix-it message.
+2. **Processor.** verl's ``hf_processor`` keeps only vision processors and turns any other into
+   ``None`` with a warning, so audio would silently never reach the model. verl has no registry
+   for this, so we wrap the function where it is imported (``verl.utils``, ``verl.utils.tokenizer``
+   and modules that imported it by name): audio checkpoints get their real processor (with
+   ``config`` attached as verl does), everything else goes to verl's original unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: model_type -> what we do with it
+AUDIO_MODEL_TYPES = ("qwen2_audio", "qwen2_5_omni_thinker")
+UNSUPPORTED_MODEL_TYPES = {
+    "qwen2_5_omni": (
+        "the full Qwen2.5-Omni checkpoint has no forward(); train its thinker: convert it once with "
+        "`python -m audio_thinker.models.omni_thinker --src <Qwen2.5-Omni-7B dir> --out <dir>` and "
+        "point actor_rollout_ref.model.path at the output"
+    ),
+}
+
+_REGISTERED = False
+
+
+def register_model_classes() -> None:
+    """Map Qwen2-Audio onto the auto class verl uses for multimodal LMs (idempotent)."""
+    from transformers import AutoModelForImageTextToText, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+    AutoModelForImageTextToText.register(Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, exist_ok=True)
+
+
+def load_audio_processor(name_or_path: str, **kwargs: Any) -> Any | None:
+    """The real processor of an audio checkpoint, or ``None`` when ``name_or_path`` is not one.
+
+    Raises ``ValueError`` with a fix-it message for audio checkpoints verl cannot train as-is.
+    """
+    from transformers import AutoConfig, AutoProcessor
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    except Exception:  # not a local/hub model config: let verl's own helper decide
+        return None
+    model_type = getattr(config, "model_type", None)
+    if model_type in UNSUPPORTED_MODEL_TYPES:
+        raise ValueError(f"{name_or_path}: {UNSUPPORTED_MODEL_TYPES[model_type]}")
+    if model_type not in AUDIO_MODEL_TYPES:
+        return None
+    processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
+    processor.config = config  # verl attaches the model config to every processor it returns
+    return processor
+
+
+def _with_audio(original: Any) -> Any:
+    if getattr(original, "__audio_thinker__", False):
+        return original
+
+    @functools.wraps(original)
+    def hf_processor(name_or_path: str, **kwargs: Any) -> Any:
+        processor = load_audio_processor(name_or_path, **kwargs)
+        return processor if processor is not None else original(name_or_path, **kwargs)
+
+    hf_processor.__audio_thinker__ = True  # type: ignore[attr-defined]
+    hf_processor.__wrapped_original__ = original  # type: ignore[attr-defined]
+    return hf_processor
+
+
+def patch_hf_processor() -> None:
+    """Route verl's ``hf_processor`` through :func:`load_audio_processor` (idempotent)."""
+    import verl.utils.tokenizer.tokenizer as tokenizer_module
+
+    original = getattr(tokenizer_module.hf_processor, "__wrapped_original__", tokenizer_module.hf_processor)
+    patched = _with_audio(original)
+    for name, module in list(sys.modules.items()):
+        if (name == "verl" or name.startswith("verl.")) and getattr(module, "hf_processor", None) is original:
+            module.hf_processor = patched
+
+
+def register() -> None:
+    """Apply every registration; safe to call more than once."""
+    global _REGISTERED
+    register_model_classes()
+    patch_hf_processor()
+    _REGISTERED = True
+
+
+def is_registered() -> bool:
+    return _REGISTERED
+
+
+try:
+    register()
+except Exception:  # verl hides plugin errors at debug level: make ours visible
+    logger.exception("audio_thinker verl plugin failed to register; audio models will not work")
+    raise
