@@ -109,3 +109,67 @@ def test_entry_point_prints_config_and_rejects_bad_keys(tmp_path):
     bad = subprocess.run(run + ["+audio_thinker.reward.mdoe=atar"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "did you mean reward.mode" in bad.stderr
+
+
+# keys we add to verl's own sections on purpose (everything else must exist in verl's schema)
+OUR_VERL_SECTION_KEYS = {"data.prompt_mode", "data.audio"}
+# verl sections that are free-form dicts (engine arguments, HF config overrides)
+FREE_FORM = ("actor_rollout_ref.rollout.engine_kwargs.", "actor_rollout_ref.model.override_config.")
+
+
+def _leaf_keys(node, prefix=""):
+    if OmegaConf.is_dict(node):
+        for key in node.keys():
+            child = node._get_node(key)
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if path in OUR_VERL_SECTION_KEYS:
+                yield path
+            elif OmegaConf.is_dict(child) and len(child) > 0:
+                yield from _leaf_keys(child, path)
+            else:
+                yield path
+
+
+def _has_key(cfg, key):
+    """Whether ``key`` exists (values that are still ``???`` count as existing)."""
+    node = cfg
+    for part in key.split("."):
+        if not OmegaConf.is_dict(node) or part not in node.keys():
+            return False
+        node = node._get_node(part)
+    return True
+
+
+def _verl_schema():
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(config_name="ppo_trainer")
+
+
+@pytest.mark.parametrize("backbone", ["qwen2_audio_7b", "qwen2_5_omni_7b", "tiny_cpu"])
+def test_every_backbone_composes_and_sets_only_keys_verl_knows(backbone):
+    cfg = compose_config([f"backbone={backbone}"])
+    validate(cfg)
+    schema = _verl_schema()
+    layer = OmegaConf.load(Path(CONFIG_DIR) / "backbone" / f"{backbone}.yaml")
+    base = OmegaConf.load(Path(CONFIG_DIR) / f"{CONFIG_NAME}.yaml")
+    for source in (layer, base):
+        for key in _leaf_keys(source):
+            top = key.split(".")[0]
+            if top in ("audio_thinker", "hydra", "defaults") or key in OUR_VERL_SECTION_KEYS:
+                continue
+            if key.startswith(FREE_FORM):
+                continue
+            assert _has_key(schema, key), (
+                f"{key} (set in {backbone} or the base config) is not a key of verl's ppo_trainer config"
+            )
+
+
+def test_gpu_backbones_size_prompts_for_30s_of_audio():
+    for backbone in ("qwen2_audio_7b", "qwen2_5_omni_7b"):
+        cfg = compose_config([f"backbone={backbone}"])
+        audio_tokens = 25 * cfg.audio_thinker.audio.max_seconds  # ~25 tokens per second of audio
+        assert cfg.data.max_prompt_length >= audio_tokens + 200
+        assert cfg.actor_rollout_ref.rollout.name == "vllm"
+        assert cfg.actor_rollout_ref.rollout.engine_kwargs.vllm.limit_mm_per_prompt.audio == 1
