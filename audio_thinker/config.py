@@ -124,6 +124,8 @@ class AudioSection:
 class AudioThinkerConfig:
     #: adaptive | think | direct: which instruction the policy prompt carries
     prompt_mode: str = "adaptive"
+    #: validate and print the resolved config, then exit without starting Ray
+    dry_run: bool = False
     reward: RewardSection = field(default_factory=RewardSection)
     judge: JudgeSection = field(default_factory=JudgeSection)
     audio: AudioSection = field(default_factory=AudioSection)

@@ -1,14 +1,18 @@
 """Entry point: ``python -m audio_thinker.main_grpo <hydra overrides>``.
 
 Composes verl's own trainer defaults (``pkg://verl.trainer.config``) with ``conf/`` of this
-project, validates the ``audio_thinker`` section up front (errors say how to fix the key), and
-prints the resolved config. Training itself is wired to verl's V1 task runner by the
-"Audio in verl" work; until then this entry point stops after validation, so a config can be
-checked before a cluster is reserved (``--cfg job`` and other hydra flags work as usual).
+project, validates the ``audio_thinker`` section and the verl keys the method depends on up front
+(errors say how to fix the key), then runs verl's own V1 task runner (``TaskRunnerV1``) with our
+trainer (``trainer.v1.trainer_mode=audio_thinker_sync``), our dataset (``data.custom_cls``) and
+our reward manager (``reward.reward_manager``). Ray: ``ray.init()`` joins the cluster named by
+``RAY_ADDRESS`` when it is set and starts a local one otherwise.
+
+``audio_thinker.dry_run=true`` validates and prints the resolved config without starting Ray.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from audio_thinker.config import ConfigError, load_config
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "audio_thinker_grpo"
+TRAINER_MODE = "audio_thinker_sync"
 
 
 def validate(config: DictConfig) -> None:
@@ -33,6 +38,27 @@ def validate(config: DictConfig) -> None:
         raise ConfigError(
             "actor_rollout_ref.rollout.n must be >= 2: GRPO compares responses within a group"
         )
+    if config.trainer.v1.trainer_mode != TRAINER_MODE:
+        raise ConfigError(
+            f"trainer.v1.trainer_mode={config.trainer.v1.trainer_mode}: the batch-level ATAR reward "
+            f"lives in the {TRAINER_MODE!r} trainer; keep trainer.v1.trainer_mode={TRAINER_MODE}"
+        )
+    if not config.trainer.use_v1:
+        raise ConfigError("trainer.use_v1=false selects verl's deprecated trainer: keep trainer.use_v1=true")
+
+
+def run(config: DictConfig) -> None:
+    """Hand the validated config to verl's own V1 task runner (as ``verl.trainer.main_ppo`` does)."""
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(
+        config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+    )
+    where = os.environ.get("RAY_ADDRESS")
+    print(f"Ray: {'joining the cluster at ' + where if where else 'starting a local cluster'}")
+    run_ppo(config, task_runner_class=TaskRunnerV1)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
@@ -42,8 +68,11 @@ def main(config: DictConfig) -> None:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(OmegaConf.to_yaml(config, resolve=True))
-    print("config OK (training is wired in by the 'Audio in verl' work; nothing was run)")
+    if config.audio_thinker.dry_run:
+        print(OmegaConf.to_yaml(config, resolve=True))
+        print("config OK (dry run: nothing was started)")
+        return
+    run(config)
 
 
 if __name__ == "__main__":

@@ -99,13 +99,15 @@ def test_verl_keys_we_depend_on_are_checked():
         validate(compose_config(["algorithm.adv_estimator=gae"]))
     with pytest.raises(ConfigError, match="rollout.n must be >= 2"):
         validate(compose_config(["actor_rollout_ref.rollout.n=1"]))
+    with pytest.raises(ConfigError, match="keep trainer.v1.trainer_mode=audio_thinker_sync"):
+        validate(compose_config(["trainer.v1.trainer_mode=sync"]))
 
 
 def test_entry_point_prints_config_and_rejects_bad_keys(tmp_path):
-    run = [sys.executable, "-m", "audio_thinker.main_grpo", f"hydra.run.dir={tmp_path}"]
+    run = [sys.executable, "-m", "audio_thinker.main_grpo", f"hydra.run.dir={tmp_path}", "audio_thinker.dry_run=true"]
     ok = subprocess.run(run + ["audio_thinker.reward.mode=atar"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "mode: atar" in ok.stdout and "config OK" in ok.stdout
+    assert "mode: atar" in ok.stdout and "config OK (dry run" in ok.stdout
     bad = subprocess.run(run + ["+audio_thinker.reward.mdoe=atar"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "did you mean reward.mode" in bad.stderr
