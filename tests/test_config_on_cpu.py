@@ -116,7 +116,11 @@ def test_entry_point_prints_config_and_rejects_bad_keys(tmp_path):
 # keys we add to verl's own sections on purpose (everything else must exist in verl's schema)
 OUR_VERL_SECTION_KEYS = {"data.prompt_mode", "data.audio"}
 # verl sections that are free-form dicts (engine arguments, HF config overrides)
-FREE_FORM = ("actor_rollout_ref.rollout.engine_kwargs.", "actor_rollout_ref.model.override_config.")
+FREE_FORM = (
+    "actor_rollout_ref.rollout.engine_kwargs.",
+    "actor_rollout_ref.model.override_config.",
+    "ray_kwargs.ray_init.runtime_env.env_vars.",
+)
 
 
 def _leaf_keys(node, prefix=""):
@@ -166,6 +170,22 @@ def test_every_backbone_composes_and_sets_only_keys_verl_knows(backbone):
             assert _has_key(schema, key), (
                 f"{key} (set in {backbone} or the base config) is not a key of verl's ppo_trainer config"
             )
+
+
+def test_every_job_process_registers_our_trainer():
+    """verl looks the trainer up by name inside its task-runner process."""
+    cfg = compose_config()
+    modules = cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES.split(",")
+    assert "audio_thinker.verl_ext.trainer" in modules
+    code = (
+        "import os; os.environ['VERL_USE_EXTERNAL_MODULES'] = %r\n"
+        "import verl\n"
+        "from verl.trainer.ppo.v1 import get_trainer_cls\n"
+        "print(get_trainer_cls(%r).__name__)" % (",".join(modules), cfg.trainer.v1.trainer_mode)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "AudioThinkerTrainer"
 
 
 def test_gpu_backbones_size_prompts_for_30s_of_audio():

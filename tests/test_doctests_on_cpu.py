@@ -13,6 +13,7 @@ PURE_MODULES = [
     "audio_thinker.rewards.judge_prompts",
     "audio_thinker.rewards.judge_parsing",
     "audio_thinker.rewards.combine",
+    "audio_thinker.rewards.metrics",
     "audio_thinker.eval.scoring",
 ]
 

@@ -143,8 +143,8 @@ class RewardBreakdown:
             "gamma_nothink": self.g_nothink,
             "format_failure_rate": 1.0 - self.format.mean(),
             "accuracy": self.is_correct.mean(),
-            "accuracy/think": _masked_mean(self.is_correct, think),
-            "accuracy/no_think": _masked_mean(self.is_correct, no_think),
+            "accuracy/think": masked_mean(self.is_correct, think),
+            "accuracy/no_think": masked_mean(self.is_correct, no_think),
             "judge/consistency_failures": float(self.consistency_failures),
             "judge/quality_failures": float(self.quality_failures),
             "judge/consistency_judged": float(self.consistency_judged),
@@ -153,7 +153,7 @@ class RewardBreakdown:
         return {prefix + k: float(v) for k, v in out.items()}
 
 
-def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
+def masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
     """Mean over ``mask`` (NaN when empty, so loggers show "no data", not a fake 0)."""
     return float(values[mask].mean()) if mask.any() else float("nan")
 

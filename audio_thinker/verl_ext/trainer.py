@@ -1,0 +1,237 @@
+"""verl's synchronous V1 trainer plus the batch-level Audio-Thinker reward (``trainer.v1.trainer_mode``).
+
+verl's reward loop scores responses one at a time (:mod:`audio_thinker.verl_ext.reward_manager`),
+but ATAR needs the whole step: lambda is the share of THINK responses among *every* prompt x
+rollout of the step. :class:`AudioThinkerTrainer` is verl's ``PPOTrainerSync`` with one hook
+overridden, ``_compute_advantage``, which runs after rollout, rule rewards and log-probs:
+
+1. read each row's ``extra_fields`` (and ``responses`` for lengths) from TransferQueue; the agent
+   loop stores the reward manager's ``reward_extra_info`` there (``extra_fields["reward_extra_info"]``;
+   a colocated reward model writes the same keys as top-level fields instead, read as a fallback);
+2. drop verl's padding rows (tag ``is_padding``) and keep one row per session
+   (``{uid}_{session}_{index}``: the highest index, as verl's GRPO does for multi-output loops);
+3. compute lambda, the annealed gammas (step ``self.global_steps``, horizon
+   ``audio_thinker.reward.anneal_steps`` or ``trainer.total_training_steps``), ATAR and the overall
+   reward with the pure core (:func:`~audio_thinker.rewards.combine.compute_rewards`), judge
+   verdicts from ``judge_consistency`` / ``judge_quality`` when present;
+4. write ``rm_scores`` back (one jagged row per sample, the reward at the last response token,
+   zeros elsewhere: the layout verl's agent loop and ``_compute_reward_colocate`` use);
+5. add the step metrics (:func:`~audio_thinker.rewards.metrics.compute_step_metrics`), then call
+   verl's own ``_compute_advantage``, whose GRPO estimator groups by prompt ``uid``.
+
+Padding rows: verl's ``upsample_batch_to_divisible_size`` appends rows that copy row 0's fields
+(its ``extra_fields`` included, so counting them would double-count row 0 in lambda), all
+share one fresh uid ``pad<hex>`` that no real prompt has, and have ``response_mask`` 0. They are
+excluded from every statistic and get all-zero ``rm_scores``: their GRPO group is all zeros, so
+their advantage is 0, and no real group sees them.
+
+Trainer mode: verl compares ``self.trainer_mode`` with ``"sync"`` in several places (replay
+buffer class, dataloader refill, checkpointed TransferQueue state, prompt submission) and reads
+``trainer.v1.<mode>`` for ``parameter_sync_step``. Registered as ``audio_thinker_sync``, those
+branches would take their async paths. ``trainer_mode`` is therefore a property that always reads
+``"sync"`` (the configured name is kept in :attr:`AudioThinkerTrainer.configured_trainer_mode`),
+so every branch behaves exactly as in ``PPOTrainerSync`` and ``trainer.v1.sync`` is the section read.
+The registry lookup itself (``get_trainer_cls(config.trainer.v1.trainer_mode)`` in verl's task
+runner) needs this module imported in the task-runner process first (plugin or
+``VERL_USE_EXTERNAL_MODULES``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import transfer_queue as tq
+from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+
+from audio_thinker.config import AudioThinkerConfig, anneal_steps, load_config
+from audio_thinker.rewards.combine import RewardBreakdown, RewardMode, compute_rewards
+from audio_thinker.rewards.metrics import compute_step_metrics
+from audio_thinker.verl_ext.reward_manager import (
+    CONSISTENCY_KEY,
+    QUALITY_KEY,
+    ResponseInfo,
+    parsed_from_info,
+)
+
+logger = logging.getLogger(__name__)
+
+#: ``trainer.v1.trainer_mode`` that selects this trainer
+TRAINER_NAME = "audio_thinker_sync"
+#: the verl mode whose branches this trainer takes
+VERL_MODE = "sync"
+#: ResponseInfo keys the batch-level reward reads (also looked up as top-level TQ fields)
+INFO_FIELDS = ("acc", "mode", "has_think_tag", "difficulty", CONSISTENCY_KEY, QUALITY_KEY)
+METRIC_PREFIX = "audio_thinker/"
+
+
+@dataclass(frozen=True)
+class StepRows:
+    """Which rows of a step's batch are scored.
+
+    ``final_rows[j]`` is the row of session j whose reward is computed (its ``infos[j]``);
+    ``session_of_row[i]`` is row i's session index, or -1 for padding rows.
+    """
+
+    final_rows: list[int]
+    session_of_row: list[int]
+    infos: list[Mapping[str, Any]]
+
+
+def _as_list(value: Any) -> list:
+    """A TransferQueue non-tensor column (LinkedList / NonTensorStack / numpy) as a list."""
+    return value.tolist() if hasattr(value, "tolist") else list(value)
+
+
+def _session_key(key: str) -> tuple[str, int]:
+    """``{uid}_{session}_{index}`` -> (``{uid}_{session}``, index); other keys are their own session."""
+    parts = key.rsplit("_", 2)
+    if len(parts) == 3 and parts[2].isdigit():
+        return f"{parts[0]}_{parts[1]}", int(parts[2])
+    return key, 0
+
+
+def select_step_rows(
+    keys: Sequence[str], tags: Sequence[Mapping], infos: Sequence[Mapping | None]
+) -> StepRows:
+    """Group non-padding rows into sessions and pick each session's final output."""
+    sessions: dict[str, tuple[int, int]] = {}  # session key -> (index, row)
+    row_session: list[str | None] = []
+    for row, (key, tag) in enumerate(zip(keys, tags, strict=True)):
+        if tag.get("is_padding", False):
+            row_session.append(None)
+            continue
+        session, index = _session_key(key)
+        row_session.append(session)
+        if session not in sessions or sessions[session][0] < index:
+            sessions[session] = (index, row)
+    if not sessions:
+        raise ValueError("the step has no non-padding rows to reward")
+    order = {session: j for j, session in enumerate(sessions)}
+    final_rows = [row for _, row in sessions.values()]
+    missing = [keys[row] for row in final_rows if not infos[row] or "mode" not in infos[row]]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} responses (e.g. {missing[0]}) carry no audio_thinker reward_extra_info: set "
+            "reward.reward_manager to audio_thinker.verl_ext.reward_manager.AudioThinkerRewardManager"
+        )
+    return StepRows(
+        final_rows=final_rows,
+        session_of_row=[-1 if s is None else order[s] for s in row_session],
+        infos=[infos[row] for row in final_rows],
+    )
+
+
+def compute_step_rewards(
+    infos: Sequence[Mapping[str, Any]], *, cfg: AudioThinkerConfig, step: int, total_steps: int
+) -> RewardBreakdown:
+    """The pure core's batch-level reward for one step's ResponseInfos (one per session)."""
+    parsed = [parsed_from_info(info) for info in infos]
+    correct = [bool(info["acc"]) for info in infos]
+    return compute_rewards(
+        parsed=parsed,
+        is_correct=correct,
+        step=step,
+        total_steps=anneal_steps(cfg, total_steps),
+        config=cfg.reward.to_reward_config(),
+        consistency=[info.get(CONSISTENCY_KEY) for info in infos],
+        quality=[info.get(QUALITY_KEY) for info in infos],
+    )
+
+
+def build_rm_scores(row_rewards: Sequence[float], response_lengths: Sequence[int]) -> torch.Tensor:
+    """Jagged ``rm_scores``: row i has ``response_lengths[i]`` zeros with its reward on the last one."""
+    rows = []
+    for reward, length in zip(row_rewards, response_lengths, strict=True):
+        row = torch.zeros(int(length), dtype=torch.float32)
+        if length > 0:
+            row[-1] = float(reward)
+        rows.append(row)
+    return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+
+def read_row_infos(data: Any, n: int) -> list[dict | None]:
+    """Each row's ResponseInfo from ``extra_fields["reward_extra_info"]``, else from top-level fields."""
+    extra = _as_list(data["extra_fields"]) if "extra_fields" in data.keys() else [None] * n
+    columns = {key: _as_list(data[key]) for key in INFO_FIELDS if key in data.keys()}
+    infos: list[dict | None] = []
+    for i in range(n):
+        fields = extra[i] if isinstance(extra[i], Mapping) else {}
+        info = fields.get("reward_extra_info")
+        if not info and "mode" in columns:
+            info = {key: values[i] for key, values in columns.items()}
+        infos.append(dict(info) if info else None)
+    return infos
+
+
+@register_trainer(TRAINER_NAME)
+class AudioThinkerTrainer(PPOTrainerSync):
+    """``PPOTrainerSync`` + the batch-level ATAR reward before verl's GRPO advantage (module docstring)."""
+
+    @property
+    def trainer_mode(self) -> str:
+        """Always ``"sync"``: verl's sync branches, whatever name selected this class."""
+        return VERL_MODE
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        self.configured_trainer_mode = value
+
+    @property
+    def audio_thinker_config(self) -> AudioThinkerConfig:
+        """The validated ``audio_thinker`` section (loaded once)."""
+        cfg = self.__dict__.get("_audio_thinker_config")
+        if cfg is None:
+            cfg = self._audio_thinker_config = load_config(self.config.get("audio_thinker"))
+        return cfg
+
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        """Write the batch-level reward as ``rm_scores``, then let verl compute GRPO advantages."""
+        self._write_step_rewards(batch, metrics)
+        return super()._compute_advantage(batch, metrics)
+
+    def _write_step_rewards(self, batch: KVBatchMeta, metrics: dict) -> RewardBreakdown:
+        """Steps 1-4 of the module docstring; returns the step's breakdown (one entry per session)."""
+        select = ["responses", "extra_fields", *INFO_FIELDS]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=select)
+        lengths = data["responses"].offsets().diff().tolist()
+        rows = select_step_rows(batch.keys, batch.tags, read_row_infos(data, len(batch.keys)))
+        cfg = self.audio_thinker_config
+        self._warn_if_judge_missing(cfg, rows.infos)
+        breakdown = compute_step_rewards(
+            rows.infos, cfg=cfg, step=int(self.global_steps), total_steps=self.total_training_steps
+        )
+
+        row_rewards = [0.0 if s < 0 else float(breakdown.overall[s]) for s in rows.session_of_row]
+        rm_scores = build_rm_scores(row_rewards, lengths)
+        fields = tu.get_tensordict({"rm_scores": rm_scores})
+        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+
+        metrics.update(
+            compute_step_metrics(
+                breakdown,
+                difficulties=[info.get("difficulty") for info in rows.infos],
+                response_lengths=[lengths[row] for row in rows.final_rows],
+                prefix=METRIC_PREFIX,
+            )
+        )
+        metrics[METRIC_PREFIX + "padding_rows"] = float(sum(s < 0 for s in rows.session_of_row))
+        return breakdown
+
+    def _warn_if_judge_missing(self, cfg: AudioThinkerConfig, infos: Sequence[ResponseInfo]) -> None:
+        """A judge mode with no judge verdicts at all: every judgement counts as failed (warn once)."""
+        if not RewardMode(cfg.reward.mode).uses_judge or self.__dict__.get("_judge_warned"):
+            return
+        if not any(CONSISTENCY_KEY in info or QUALITY_KEY in info for info in infos):
+            self._judge_warned = True
+            logger.warning(
+                "audio_thinker.reward.mode=%s uses judges but no response carries judge verdicts: every "
+                "judgement counts as failed (fallback %.2f). Set a judge client or use reward.mode=atar.",
+                cfg.reward.mode, cfg.reward.fallback_if_all_fail,
+            )
