@@ -16,6 +16,13 @@ What it does, each through the narrowest hook verl offers:
    for this, so we wrap the function where it is imported (``verl.utils``, ``verl.utils.tokenizer``
    and modules that imported it by name): audio checkpoints get their real processor (with
    ``config`` attached as verl does), everything else goes to verl's original unchanged.
+3. **Features for the actor's forward.** verl's agent loop recomputes ``input_features`` by
+   decoding the prompt with ``skip_special_tokens=True`` and running the processor again on that
+   text with the audio. The decode drops ``<|AUDIO|>`` (a special token in the real Qwen2-Audio
+   tokenizer), and ``Qwen2AudioProcessor`` then refuses the audio ("Found 0 <|AUDIO|> token").
+   :class:`~audio_thinker.verl_ext.processors.Qwen2AudioProcessorForVerl` accepts text without placeholders and returns the audio
+   features (the actor's ``input_ids`` come from the rollout, not from this call); text that has
+   placeholders is processed exactly as by the stock processor.
 """
 
 from __future__ import annotations
@@ -63,7 +70,12 @@ def load_audio_processor(name_or_path: str, **kwargs: Any) -> Any | None:
         raise ValueError(f"{name_or_path}: {UNSUPPORTED_MODEL_TYPES[model_type]}")
     if model_type not in AUDIO_MODEL_TYPES:
         return None
-    processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
+    if model_type == "qwen2_audio":
+        from audio_thinker.verl_ext.processors import Qwen2AudioProcessorForVerl
+
+        processor = Qwen2AudioProcessorForVerl.from_pretrained(name_or_path, **kwargs)
+    else:
+        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
     processor.config = config  # verl attaches the model config to every processor it returns
     return processor
 
