@@ -126,6 +126,9 @@ class AudioThinkerConfig:
     prompt_mode: str = "adaptive"
     #: validate and print the resolved config, then exit without starting Ray
     dry_run: bool = False
+    #: train with the audio encoder frozen (requires_grad=False; reaches the model through
+    #: actor_rollout_ref.model.override_config.freeze_audio_tower)
+    freeze_audio_encoder: bool = False
     reward: RewardSection = field(default_factory=RewardSection)
     judge: JudgeSection = field(default_factory=JudgeSection)
     audio: AudioSection = field(default_factory=AudioSection)

@@ -127,3 +127,36 @@ def test_stock_qwen2_audio_processor_fails_on_verls_decoded_text(tiny):
     assert processor.audio_token not in decoded
     with pytest.raises(ValueError, match="Found 0"):
         Qwen2AudioProcessor.__call__(processor, text=[decoded], audio=[clip("tone")], sampling_rate=SR)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_audio_encoder_through_verls_override_config(tiny, freeze, tmp_path):
+    """verl applies override_config to the HF config, then loads through the plugin's class."""
+    from transformers import AutoConfig
+    from verl.utils.model import get_hf_auto_model_class, update_model_config
+
+    arch, processor, tokenizer, _ = tiny
+    path = processor.config._name_or_path
+    config = AutoConfig.from_pretrained(path)
+    update_model_config(config, override_config_kwargs={"freeze_audio_tower": freeze})
+    model = get_hf_auto_model_class(config).from_pretrained(path, config=config, attn_implementation="eager")
+    audio_before = {k: v.clone() for k, v in model.audio_tower.state_dict().items()}
+    lm_before = model.get_output_embeddings().weight.clone()
+
+    inputs = processor(text=[prompt_text(processor)], audio=[clip("tone")], sampling_rate=SR, return_tensors="pt")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(**inputs, labels=inputs["input_ids"]).loss.backward()
+    optimizer.step()
+
+    moved = any(not torch.equal(v, model.audio_tower.state_dict()[k]) for k, v in audio_before.items())
+    assert moved is (not freeze)
+    assert not torch.equal(lm_before, model.get_output_embeddings().weight)
+    # a checkpoint saved from it names the stock architecture and loads without the plugin's classes
+    model.save_pretrained(tmp_path)
+    import json
+
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["architectures"] == [type(model).__name__]
+    import transformers
+
+    assert hasattr(transformers, saved["architectures"][0])

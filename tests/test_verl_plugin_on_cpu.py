@@ -79,3 +79,29 @@ def test_patch_is_idempotent():
     plugin.register()
     assert verl.utils.hf_processor is first
     assert first.__wrapped_original__.__module__ == "verl.utils.tokenizer.tokenizer"
+
+
+PROCESSOR = """
+import json, warnings
+import verl
+from verl.utils import hf_processor
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    processor = hf_processor({path!r})
+print(json.dumps({{"processor": type(processor).__name__, "warnings": [str(w.message) for w in caught]}}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("arch", "expected"),
+    [("qwen2_audio", "Qwen2AudioProcessorForVerl"), ("qwen2_5_omni_thinker", "Qwen2_5OmniProcessor")],
+)
+def test_tiny_models_get_their_processor_only_with_the_plugin(arch, expected, tmp_path):
+    from audio_thinker.models.tiny import ensure_tiny_model
+
+    path = str(ensure_tiny_model(arch, tmp_path / arch))
+    with_plugin = run_fresh(PROCESSOR.format(path=path))
+    assert with_plugin["processor"] == expected
+    without = run_fresh(PROCESSOR.format(path=path), plugins="none")
+    assert without["processor"] == "NoneType"
+    assert any("Unsupported processor type" in w for w in without["warnings"]), without["warnings"]

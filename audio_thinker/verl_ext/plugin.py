@@ -9,8 +9,9 @@ What it does, each through the narrowest hook verl offers:
 1. **Model class.** verl picks the auto class from ``AutoModelForImageTextToText``'s mapping or
    the architecture name; Qwen2-Audio is in neither and silently became ``AutoModel`` (the base
    model without its LM head). We register ``Qwen2AudioConfig`` with
-   ``AutoModelForImageTextToText``. The Omni *thinker* (``Qwen2_5OmniThinkerConfig``) is already
-   mapped there; the full Omni model has no ``forward`` and is rejected with a fix-it message.
+   ``AutoModelForImageTextToText`` (and re-register the Omni thinker there) with the classes of
+   :mod:`audio_thinker.verl_ext.models`: the stock classes plus an opt-in frozen audio encoder.
+   The full Omni model has no ``forward`` and is rejected with a fix-it message.
 2. **Processor.** verl's ``hf_processor`` keeps only vision processors and turns any other into
    ``None`` with a warning, so audio would silently never reach the model. verl has no registry
    for this, so we wrap the function where it is imported (``verl.utils``, ``verl.utils.tokenizer``
@@ -48,10 +49,15 @@ _REGISTERED = False
 
 
 def register_model_classes() -> None:
-    """Map Qwen2-Audio onto the auto class verl uses for multimodal LMs (idempotent)."""
-    from transformers import AutoModelForImageTextToText, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+    """Map both audio configs onto the auto class verl uses for multimodal LMs (idempotent)."""
+    from transformers import AutoModelForImageTextToText, Qwen2_5OmniThinkerConfig, Qwen2AudioConfig
 
-    AutoModelForImageTextToText.register(Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, exist_ok=True)
+    from audio_thinker.verl_ext import models
+
+    AutoModelForImageTextToText.register(Qwen2AudioConfig, models.Qwen2AudioForConditionalGeneration, exist_ok=True)
+    AutoModelForImageTextToText.register(
+        Qwen2_5OmniThinkerConfig, models.Qwen2_5OmniThinkerForConditionalGeneration, exist_ok=True
+    )
 
 
 def load_audio_processor(name_or_path: str, **kwargs: Any) -> Any | None:
