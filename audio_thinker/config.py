@@ -6,7 +6,7 @@ Everything verl already configures stays in verl's own keys (``data.*``, ``actor
     audio_thinker:
       prompt_mode: adaptive        # adaptive | think | direct   (paper appendix A)
       reward:                      # DESIGN.md section 3
-        mode: atar_cr_tr           # accuracy | atar | atar_cr | atar_cr_tr
+        mode: atar                 # accuracy | atar | atar_cr | atar_cr_tr
         ...
       judge:                       # the LLM-judge pool (consistency + think quality)
         backend: hf                # hf | vllm | openai
@@ -51,7 +51,7 @@ class WeightsSection:
 @dataclass(frozen=True)
 class RewardSection:
     #: which terms are active: accuracy | atar | atar_cr | atar_cr_tr (paper Table 1 rows)
-    mode: str = "atar_cr_tr"
+    mode: str = "atar"
     #: false: static ATAR (base values, no batch balancing, no annealing)
     balance: bool = True
     #: annealing horizon T; null = trainer.total_training_steps

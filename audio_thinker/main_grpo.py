@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from audio_thinker.config import ConfigError, load_config
+from audio_thinker.rewards.combine import RewardMode
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "audio_thinker_grpo"
@@ -42,6 +43,13 @@ def validate(config: DictConfig) -> None:
         raise ConfigError(
             f"trainer.v1.trainer_mode={config.trainer.v1.trainer_mode}: the batch-level ATAR reward "
             f"lives in the {TRAINER_MODE!r} trainer; keep trainer.v1.trainer_mode={TRAINER_MODE}"
+        )
+    mode = RewardMode(config.audio_thinker.reward.mode)
+    if mode.uses_judge:
+        raise ConfigError(
+            f"audio_thinker.reward.mode={mode.value} needs the LLM-judge pool, which is not wired into "
+            "training yet (every judgement would fall back to the failure value); use "
+            "audio_thinker.reward.mode=atar (or accuracy) until the judge pool lands"
         )
     if not config.trainer.use_v1:
         raise ConfigError("trainer.use_v1=false selects verl's deprecated trainer: keep trainer.use_v1=true")

@@ -64,10 +64,10 @@ def test_overrides_reach_the_schema():
         ({"reward": {"weights": {"format": -1}}}, "weights.format must be >= 0"),
         ({"reward": "atar"}, "must be a mapping"),
         ({"judge": {"backend": "gpt"}}, "judge.backend='gpt' is not valid"),
-        ({"judge": {"backend": "vllm"}}, "gpus_per_worker>=1"),
-        ({"judge": {"backend": "openai"}}, "needs audio_thinker.judge.base_url"),
-        ({"judge": {"num_workers": 0}}, "num_workers=0 must be positive"),
-        ({"judge": {"timeout_s": -1}}, "timeout_s=-1.0 must be positive"),
+        ({"reward": {"mode": "atar_cr_tr"}, "judge": {"backend": "vllm"}}, "gpus_per_worker>=1"),
+        ({"reward": {"mode": "atar_cr_tr"}, "judge": {"backend": "openai"}}, "needs audio_thinker.judge.base_url"),
+        ({"reward": {"mode": "atar_cr_tr"}, "judge": {"num_workers": 0}}, "num_workers=0 must be positive"),
+        ({"reward": {"mode": "atar_cr_tr"}, "judge": {"timeout_s": -1}}, "timeout_s=-1.0 must be positive"),
         ({"audio": {"sample_rate": 44100}}, "expect 16000 Hz"),
         ({"audio": {"on_too_long": "drop"}}, "on_too_long='drop' is not valid"),
     ],
@@ -99,6 +99,8 @@ def test_verl_keys_we_depend_on_are_checked():
         validate(compose_config(["algorithm.adv_estimator=gae"]))
     with pytest.raises(ConfigError, match="rollout.n must be >= 2"):
         validate(compose_config(["actor_rollout_ref.rollout.n=1"]))
+    with pytest.raises(ConfigError, match="needs the LLM-judge pool"):
+        validate(compose_config(["audio_thinker.reward.mode=atar_cr_tr"]))
     with pytest.raises(ConfigError, match="keep trainer.v1.trainer_mode=audio_thinker_sync"):
         validate(compose_config(["trainer.v1.trainer_mode=sync"]))
 
