@@ -39,16 +39,6 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class WeightsSection:
-    #: w_c in R = R_a (1 + w_c R_c') + w_f R_f + w_t R_t
-    consistency: float = 0.5
-    #: w_f, the format reward's weight
-    format: float = 0.5
-    #: w_t, the think-quality reward's weight
-    think_quality: float = 1.0
-
-
-@dataclass(frozen=True)
 class RewardSection:
     #: which terms are active: accuracy | atar | atar_cr | atar_cr_tr (paper Table 1 rows)
     mode: str = "atar"
@@ -60,14 +50,14 @@ class RewardSection:
     lettered_choices: bool = False
     #: value used for a judgement kind when every judgement of that kind failed in a batch
     fallback_if_all_fail: float = 0.0
-    weights: WeightsSection = field(default_factory=WeightsSection)
+    #: w_c, w_f, w_t in R = R_a (1 + w_c R_c') + w_f R_f + w_t R_t (keys consistency, format, think_quality)
+    weights: RewardWeights = field(default_factory=RewardWeights)
 
     def to_reward_config(self) -> RewardConfig:
         """The pure core's :class:`RewardConfig` for this section."""
-        w = self.weights
         return RewardConfig(
             mode=RewardMode(self.mode),
-            weights=RewardWeights(consistency=w.consistency, format=w.format, think_quality=w.think_quality),
+            weights=self.weights,
             balance=self.balance,
             fallback_if_all_fail=self.fallback_if_all_fail,
         )

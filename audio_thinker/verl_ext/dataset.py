@@ -29,23 +29,13 @@ from audio_thinker.config import AudioSection
 from audio_thinker.data.audio import AudioError, AudioStats, load_audio
 from audio_thinker.data.rows import build_prompt_messages
 from audio_thinker.prompts import parse_mode
+from audio_thinker.verl_ext.convert import to_plain
 
 logger = logging.getLogger(__name__)
 
 #: consecutive unreadable rows tolerated before the data set is declared broken
 MAX_CONSECUTIVE_FAILURES = 64
 
-
-def _plain(value: Any) -> Any:
-    """OmegaConf node -> plain container (the data config arrives as a DictConfig)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
-    return value
 
 
 class AudioQADataset(RLHFDataset):
@@ -54,7 +44,7 @@ class AudioQADataset(RLHFDataset):
     def __init__(self, data_files, tokenizer, config, processor=None, max_samples: int = -1):
         mode = config.get("prompt_mode", None)
         self.prompt_mode = parse_mode(mode) if mode is not None else None
-        self.audio_config = AudioSection(**(_plain(config.get("audio", None)) or {})).to_audio_config()
+        self.audio_config = AudioSection(**(to_plain(config.get("audio", None)) or {})).to_audio_config()
         self.audio_stats = AudioStats()
         if processor is None:
             raise ValueError(

@@ -47,6 +47,7 @@ from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
 from audio_thinker.config import load_config
 from audio_thinker.rewards.combine import RuleScore, score_response
 from audio_thinker.rewards.parsing import DEFAULT_EOS_TOKENS, ParsedResponse, ResponseMode, strip_eos
+from audio_thinker.verl_ext.convert import to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -144,19 +145,6 @@ def parsed_from_info(info: Mapping[str, Any]) -> ParsedResponse:
     )
 
 
-def _plain(value: Any) -> Any:
-    """numpy arrays / OmegaConf nodes from the data pipeline -> plain Python containers."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with verl
-        pass
-    return value
-
 
 def _register_once(cls: type) -> type:
     """verl's ``@register``, tolerant of this module being executed twice.
@@ -194,9 +182,9 @@ class AudioThinkerRewardManager(RewardManagerBase):
         valid_length = int(item.batch["attention_mask"][-response_length:].sum())
         valid_ids = response_ids[:valid_length].tolist()
 
-        extra_info = _plain(item.non_tensor_batch.get("extra_info", None)) or {}
-        ground_truth = _plain(item.non_tensor_batch["reward_model"])["ground_truth"]
-        choices = [str(c) for c in (_plain(extra_info.get("choices")) or [])]
+        extra_info = to_plain(item.non_tensor_batch.get("extra_info", None)) or {}
+        ground_truth = to_plain(item.non_tensor_batch["reward_model"])["ground_truth"]
+        choices = [str(c) for c in (to_plain(extra_info.get("choices")) or [])]
 
         # Decoding and parsing take microseconds for a few hundred tokens: no executor needed.
         text = decode_response(self.tokenizer, valid_ids)
