@@ -122,6 +122,11 @@ FREE_FORM = (
     "actor_rollout_ref.rollout.engine_kwargs.",
     "actor_rollout_ref.model.override_config.",
     "ray_kwargs.ray_init.runtime_env.env_vars.",
+    # real fields of verl's FSDP engine dataclass that its yaml does not list
+    "actor_rollout_ref.actor.fsdp_config.mixed_precision.",
+    "actor_rollout_ref.ref.fsdp_config.mixed_precision.",
+    "actor_rollout_ref.actor.fsdp_config.wrap_policy.",
+    "actor_rollout_ref.ref.fsdp_config.wrap_policy.",
 )
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from typing import Any
 
@@ -128,3 +129,12 @@ try:
 except Exception:  # verl hides plugin errors at debug level: make ours visible
     logger.exception("audio_thinker verl plugin failed to register; audio models will not work")
     raise
+
+
+# The CPU backend (platform, FSDP engines, transformers rollout) is selected by configuration:
+# `VERL_PLATFORM=cpu` in the job's runtime_env (conf/backbone/tiny_cpu.yaml), never by detecting
+# that no GPU is present. Outside the try above so a CPU failure cannot block the audio support.
+if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
+    from audio_thinker.backends.cpu import register_cpu_backend
+
+    register_cpu_backend()

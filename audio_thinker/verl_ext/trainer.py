@@ -3,7 +3,8 @@
 verl's reward loop scores responses one at a time (:mod:`audio_thinker.verl_ext.reward_manager`),
 but ATAR needs the whole step: lambda is the share of THINK responses among *every* prompt x
 rollout of the step. :class:`AudioThinkerTrainer` is verl's ``PPOTrainerSync`` with one hook
-overridden, ``_compute_advantage``, which runs after rollout, rule rewards and log-probs:
+overridden for the method, ``_compute_advantage``, which runs after rollout, rule rewards and
+log-probs (``_init_resource_pool_mgr`` only swaps in CPU pools and workers when ``trainer.device=cpu``):
 
 1. read each row's ``extra_fields`` (and ``responses`` for lengths) from TransferQueue; the agent
    loop stores the reward manager's ``reward_extra_info`` there (``extra_fields["reward_extra_info"]``;
@@ -190,6 +191,14 @@ class AudioThinkerTrainer(PPOTrainerSync):
         if cfg is None:
             cfg = self._audio_thinker_config = load_config(self.config.get("audio_thinker"))
         return cfg
+
+    def _init_resource_pool_mgr(self) -> None:
+        """verl's pools and workers; CPU ones when ``trainer.device=cpu`` (audio_thinker.backends.cpu)."""
+        super()._init_resource_pool_mgr()
+        if self.config.trainer.device == "cpu":
+            from audio_thinker.backends.cpu.trainer import use_cpu_resources
+
+            use_cpu_resources(self)
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         """Write the batch-level reward as ``rm_scores``, then let verl compute GRPO advantages."""

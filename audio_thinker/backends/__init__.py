@@ -1,0 +1,1 @@
+"""Execution backends for running verl on hardware it does not support upstream."""

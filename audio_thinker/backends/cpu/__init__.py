@@ -1,0 +1,67 @@
+"""CPU backend for verl: platform, FSDP engines, trainer pools and a transformers rollout.
+
+verl's own V1 sync trainer runs on the CPU with only the device-specific pieces swapped through
+verl's extension points, each selected explicitly by configuration (never by detecting that a
+host has no GPU):
+
+================================  =====================================  ==========================
+piece                             verl extension point                    selected by
+================================  =====================================  ==========================
+:mod:`.platform` (``cpu``)        ``PlatformRegistry``                    ``VERL_PLATFORM=cpu``
+:mod:`.engine` (FSDP2 engines)    ``EngineRegistry`` (``device="cpu"``)   the platform's device name
+:mod:`.engine` (workers)          ``ActorRolloutRefWorker.*_worker_cls``  :mod:`.trainer`
+:mod:`.trainer` (resource pools)  ``PPOTrainer._init_resource_pool_mgr``  ``trainer.device=cpu``
+:mod:`.rollout` (``hf``)          ``RolloutReplicaRegistry``              ``rollout.name=hf``
+================================  =====================================  ==========================
+
+Importing this package is cheap (no torch, no verl). :func:`register_cpu_backend` imports the
+modules, whose import registers them with verl (idempotent).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["register_cpu_backend", "cpu_backend_requested"]
+
+_PLATFORM_MODULE = f"{__name__}.platform"
+_ENGINE_MODULE = f"{__name__}.engine"
+_ROLLOUT_MODULE = f"{__name__}.rollout"
+
+
+def cpu_backend_requested() -> bool:
+    """Whether this process selects the CPU backend (``VERL_PLATFORM=cpu``); imports nothing."""
+    import os
+
+    return os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
+
+
+def _initializing(name: str) -> bool:
+    """Whether module ``name`` is being imported right now (an import cycle reached us)."""
+    module = sys.modules.get(name)
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def register_cpu_backend(*, rollout: bool = True) -> None:
+    """Register the CPU platform, the CPU FSDP engines and (``rollout=True``) the hf rollout with verl.
+
+    Idempotent and safe to call from the project's verl plugin, i.e. during ``import verl``:
+
+    * the platform module must be imported before anything resolves verl's platform in the
+      process (verl's FSDP engine module does it at import time), so it comes first;
+    * when verl itself is being imported *by* one of these modules (an import cycle: e.g. a
+      test imports ``audio_thinker.backends.cpu.engine`` first, which imports verl, whose plugin
+      calls this function), nothing is done here: the outer import completes the registration.
+
+    Registration does not select anything: ``VERL_PLATFORM=cpu`` selects the platform,
+    ``trainer.device=cpu`` the CPU pools and workers, ``actor_rollout_ref.rollout.name=hf`` the
+    rollout.
+    """
+    if any(_initializing(name) for name in (_PLATFORM_MODULE, _ENGINE_MODULE, _ROLLOUT_MODULE)):
+        return
+    importlib.import_module(_PLATFORM_MODULE)  # registers platform "cpu" on import
+    importlib.import_module(_ENGINE_MODULE)  # registers the CPU engines on import
+    if rollout:
+        module = importlib.import_module(_ROLLOUT_MODULE)
+        module.register_cpu_rollout()
