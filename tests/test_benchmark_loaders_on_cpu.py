@@ -267,17 +267,9 @@ REAL_N_CHOICES = {
 }
 
 
-def _real(filename):
-    folder = shared_benchmarks_dir()
-    if folder is None or not (folder / filename).is_file():
-        pytest.skip(f"real benchmark metadata {filename} not found (shared/benchmarks beside the "
-                    "checkout, or $AUDIO_THINKER_BENCHMARKS_DIR)")
-    return load_benchmark(REAL[filename], folder / filename)
-
-
 @pytest.mark.parametrize("filename", sorted(REAL))
-def test_real_file_counts_groups_and_problems(filename):
-    items, report = _real(filename)
+def test_real_file_counts_groups_and_problems(filename, real_benchmark):
+    items, report = real_benchmark(REAL[filename], filename)
     assert report.n_rows == report.n_items == len(items) == 1000 and report.n_excluded == 0
     assert len({i.item_id for i in items}) == 1000
     assert report.counts() == REAL_PROBLEM_COUNTS[filename]
@@ -290,9 +282,9 @@ def test_real_file_counts_groups_and_problems(filename):
     assert all(Path(i.audio_path).suffix == ".wav" for i in items)
 
 
-def test_real_mmau_versions_differ_on_shared_ids():
-    v05, _ = _real("mmau-test-mini.v05.15.25.json")
-    v1, _ = _real("mmau-test-mini.v1_2025-03-25.json")
+def test_real_mmau_versions_differ_on_shared_ids(real_benchmark):
+    v05, _ = real_benchmark(MMAU, "mmau-test-mini.v05.15.25.json")
+    v1, _ = real_benchmark(MMAU, "mmau-test-mini.v1_2025-03-25.json")
     a, b = {i.item_id: i for i in v05}, {i.item_id: i for i in v1}
     shared = set(a) & set(b)
     assert len(shared) == 894

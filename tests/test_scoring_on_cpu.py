@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audio_thinker.data.benchmarks import BenchmarkItem, load_benchmark, shared_benchmarks_dir
+from audio_thinker.data.benchmarks import BenchmarkItem
 from audio_thinker.eval.scoring import (
     Accuracy,
     ItemResult,
@@ -338,19 +338,15 @@ def test_scoring_errors():
 # -- the real benchmark files --------------------------------------------------------------------
 
 
-def _real_items(filename):
-    folder = shared_benchmarks_dir()
-    if folder is None or not (folder / filename).is_file():
-        pytest.skip(f"real benchmark metadata {filename} not found (shared/benchmarks beside the "
-                    "checkout, or $AUDIO_THINKER_BENCHMARKS_DIR)")
-    items, report = load_benchmark(REAL_FILES[filename], folder / filename)
+def _real_items(real_benchmark, filename):
+    items, report = real_benchmark(REAL_FILES[filename], filename)
     assert report.n_excluded == 0
     return items
 
 
 @pytest.mark.parametrize("filename", sorted(REAL_FILES))
-def test_real_gold_answers_match_and_other_choices_do_not(filename):
-    items = _real_items(filename)
+def test_real_gold_answers_match_and_other_choices_do_not(filename, real_benchmark):
+    items = _real_items(real_benchmark, filename)
     ambiguous = set()
     for item in items:
         assert mmau_string_match(item.answer, item.answer, item.choices), item.item_id
@@ -362,9 +358,9 @@ def test_real_gold_answers_match_and_other_choices_do_not(filename):
 
 
 @pytest.mark.parametrize("filename", sorted(REAL_FILES))
-def test_real_letters_empty_and_extra_tokens_do_not_match(filename):
+def test_real_letters_empty_and_extra_tokens_do_not_match(filename, real_benchmark):
     letter_matches = set()
-    items = _real_items(filename)
+    items = _real_items(real_benchmark, filename)
     for item in items:
         assert not mmau_string_match(item.answer, "", item.choices)
         for k in range(len(item.choices)):
@@ -382,8 +378,8 @@ def test_real_letters_empty_and_extra_tokens_do_not_match(filename):
 
 
 @pytest.mark.parametrize("filename", sorted(REAL_FILES))
-def test_real_oracle_and_missing_figures(filename):
-    items = _real_items(filename)
+def test_real_oracle_and_missing_figures(filename, real_benchmark):
+    items = _real_items(real_benchmark, filename)
     oracle = summarize(score_items(items, {i.item_id: i.answer for i in items}))
     assert oracle.overall.official == 1.0 and oracle.overall.n_items == len(items) == 1000
     half = {i.item_id: i.answer for i in items[::2]}

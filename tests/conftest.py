@@ -1,0 +1,22 @@
+"""Shared test fixtures (no __init__.py here: pytest runs with --import-mode=importlib)."""
+
+import pytest
+
+from audio_thinker.data.benchmarks import load_benchmark, shared_benchmarks_dir
+
+
+@pytest.fixture
+def real_benchmark():
+    """Load a real benchmark metadata file from shared/benchmarks in place, or skip when absent.
+
+    Returns ``load(name, filename) -> (items, report)``; the files are never copied.
+    """
+
+    def load(name, filename):
+        folder = shared_benchmarks_dir()
+        if folder is None or not (folder / filename).is_file():
+            pytest.skip(f"real benchmark metadata {filename} not found (shared/benchmarks beside the "
+                        "checkout, or $AUDIO_THINKER_BENCHMARKS_DIR)")
+        return load_benchmark(name, folder / filename)
+
+    return load
