@@ -13,6 +13,8 @@ Everything verl already configures stays in verl's own keys (``data.*``, ``actor
         ...
       audio:                       # decoding and validation of clips
         ...
+      prepare:                     # data/models built before training when missing
+        ...
 
 :func:`load_config` turns the section into frozen dataclasses and rejects unknown keys, bad
 values and inconsistent combinations with a message that says how to fix them. The dataclass
@@ -111,6 +113,25 @@ class AudioSection:
 
 
 @dataclass(frozen=True)
+class PrepareSection:
+    """What ``main_grpo`` builds before training when it is missing (the embedded default).
+
+    Every path is a folder, relative to the directory the command runs in; ``null`` builds
+    nothing. Builds are deterministic and skipped when a complete build is already there.
+    """
+
+    #: write the synthetic audio QA set here (train.parquet, val.parquet, wav files)
+    synthetic_data: str | None = None
+    #: build a tiny random model of a real architecture here (``audio_thinker.models.tiny``)
+    tiny_model: str | None = None
+    #: architecture of ``tiny_model``: qwen2_audio | qwen2_5_omni_thinker
+    tiny_arch: str = "qwen2_audio"
+    #: warm-start ``tiny_model`` on the response format (answers drawn at chance) from the
+    #: synthetic train split and write it here (``audio_thinker.models.warmstart``)
+    primed_model: str | None = None
+
+
+@dataclass(frozen=True)
 class AudioThinkerConfig:
     #: adaptive | think | direct: which instruction the policy prompt carries
     prompt_mode: str = "adaptive"
@@ -122,6 +143,7 @@ class AudioThinkerConfig:
     reward: RewardSection = field(default_factory=RewardSection)
     judge: JudgeSection = field(default_factory=JudgeSection)
     audio: AudioSection = field(default_factory=AudioSection)
+    prepare: PrepareSection = field(default_factory=PrepareSection)
 
 
 def _choices_error(key: str, value: Any, valid: list[str]) -> ConfigError:
@@ -191,6 +213,18 @@ def _check(cfg: AudioThinkerConfig) -> None:
         raise ConfigError("audio_thinker.reward.fallback_if_all_fail must lie in [0, 1]")
     _check_judge(cfg.judge, uses_judge=RewardMode(cfg.reward.mode).uses_judge)
     _check_audio(cfg.audio)
+    _check_prepare(cfg.prepare)
+
+
+def _check_prepare(prepare: PrepareSection) -> None:
+    arches = ["qwen2_audio", "qwen2_5_omni_thinker"]
+    if prepare.tiny_arch not in arches:
+        raise _choices_error("prepare.tiny_arch", prepare.tiny_arch, arches)
+    if prepare.primed_model is not None and (prepare.tiny_model is None or prepare.synthetic_data is None):
+        raise ConfigError(
+            "audio_thinker.prepare.primed_model warm-starts prepare.tiny_model on prepare.synthetic_data: "
+            "set both (or audio_thinker.prepare.primed_model=null)"
+        )
 
 
 def _check_judge(judge: JudgeSection, *, uses_judge: bool) -> None:

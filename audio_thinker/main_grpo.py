@@ -7,6 +7,15 @@ trainer (``trainer.v1.trainer_mode=audio_thinker_sync``), our dataset (``data.cu
 our reward manager (``reward.reward_manager``). Ray: ``ray.init()`` joins the cluster named by
 ``RAY_ADDRESS`` when it is set and starts a local one otherwise.
 
+Before training, ``audio_thinker.prepare.*`` builds what the config names and is missing (the
+embedded default: the synthetic data set, the tiny model and its format warm-start). Every launch
+logs metrics to its own ``{trainer.default_local_dir}/metrics/{timestamp}.jsonl`` (verl's ``file``
+logger truncates its file, so a resumed run gets a new one) and, when ``tensorboard`` is a logger,
+to ``{trainer.default_local_dir}/tensorboard``; the environment variables ``VERL_FILE_LOGGER_PATH``
+and ``TENSORBOARD_DIR`` override both. At the end it prints a summary of the run
+(:mod:`audio_thinker.run_summary`) and exits non-zero when training failed or logged fewer steps
+than asked for.
+
 ``audio_thinker.dry_run=true`` validates and prints the resolved config without starting Ray.
 """
 
@@ -17,9 +26,9 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from audio_thinker.config import ConfigError, load_config
+from audio_thinker.config import AudioThinkerConfig, ConfigError, PrepareSection, load_config
 from audio_thinker.rewards.combine import RewardMode
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -55,7 +64,100 @@ def validate(config: DictConfig) -> None:
         raise ConfigError("trainer.use_v1=false selects verl's deprecated trainer: keep trainer.use_v1=true")
 
 
-def run(config: DictConfig) -> None:
+#: size and seed of the synthetic set ``prepare.synthetic_data`` builds (the generator's CLI defaults)
+SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED = 256, 64, 0
+
+
+def prepare(section: PrepareSection, *, prompt_mode: str) -> None:
+    """Build the synthetic data, the tiny model and the primed model the config names, if missing."""
+    if section.synthetic_data:
+        from audio_thinker.data import synthetic
+
+        args = dict(n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL, seed=SYNTHETIC_SEED, prompt_mode=prompt_mode)
+        if synthetic.is_generated(section.synthetic_data, **args):
+            print(f"prepare: synthetic data in {section.synthetic_data} (already there)")
+        else:
+            print(f"prepare: writing the synthetic data set to {section.synthetic_data}")
+            synthetic.generate_dataset(section.synthetic_data, **args)
+    if section.tiny_model:
+        from audio_thinker.models.tiny import ensure_tiny_model, is_complete
+
+        fresh = not is_complete(section.tiny_model, arch=section.tiny_arch, seed=0)
+        ensure_tiny_model(section.tiny_arch, section.tiny_model)
+        print(f"prepare: tiny {section.tiny_arch} model in {section.tiny_model}{'' if fresh else ' (already there)'}")
+    if section.primed_model:
+        from audio_thinker.models.warmstart import ensure_primed_model
+
+        assert section.tiny_model and section.synthetic_data  # checked by load_config
+        data_dir = Path(section.synthetic_data)
+        ensure_primed_model(
+            section.tiny_model, data_dir / "train.parquet", section.primed_model,
+            eval_data=data_dir / "val.parquet",
+        )
+        print(f"prepare: format-primed model in {section.primed_model}")
+
+
+def configure_outputs(config: DictConfig) -> Path | None:
+    """Per-launch metric file (and tensorboard folder) under the run directory, passed to every Ray
+    process through the job's runtime_env; returns the metric file (None without a file logger)."""
+    run_dir = Path(str(config.trainer.default_local_dir)).absolute()
+    loggers = list(config.trainer.logger or [])
+    with open_dict(config):
+        return _configure_outputs(config.ray_kwargs.ray_init.runtime_env.env_vars, run_dir, loggers)
+
+
+def _configure_outputs(env_vars: DictConfig, run_dir: Path, loggers: list[str]) -> Path | None:
+    metrics_file = None
+    if "file" in loggers:
+        from audio_thinker.run_summary import new_metrics_file
+
+        given = os.environ.get("VERL_FILE_LOGGER_PATH") or env_vars.get("VERL_FILE_LOGGER_PATH")
+        metrics_file = Path(given) if given else new_metrics_file(run_dir)
+        env_vars["VERL_FILE_LOGGER_PATH"] = str(metrics_file)
+    if "tensorboard" in loggers:
+        env_vars["TENSORBOARD_DIR"] = os.environ.get("TENSORBOARD_DIR") or env_vars.get(
+            "TENSORBOARD_DIR", str(run_dir / "tensorboard")
+        )
+    return metrics_file
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """verl's ``latest_checkpointed_iteration.txt`` -> the checkpoint folder it names."""
+    marker = run_dir / "latest_checkpointed_iteration.txt"
+    try:
+        step = int(marker.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    folder = run_dir / f"global_step_{step}"
+    return folder if folder.is_dir() else None
+
+
+def report(config: DictConfig, metrics_file: Path | None) -> int:
+    """Print the run summary; 1 when the run logged fewer training steps than asked for."""
+    from audio_thinker.run_summary import format_summary, load_history, metric_files, summarize
+
+    run_dir = Path(str(config.trainer.default_local_dir)).absolute()
+    paths = metric_files(run_dir)
+    if metrics_file is not None and metrics_file not in paths and metrics_file.exists():
+        paths.append(metrics_file)
+    history = load_history(paths)
+    summary = summarize(history)
+    checkpoint = latest_checkpoint(run_dir)
+    print(format_summary(summary, title=str(config.trainer.experiment_name),
+                         checkpoint=str(checkpoint) if checkpoint else None, metric_paths=paths))
+    expected = config.trainer.total_training_steps
+    if metrics_file is None or not expected:
+        return 0
+    if summary.last_step is None or summary.last_step < int(expected):
+        print(
+            f"error: the run logged training steps up to {summary.last_step} of {expected} "
+            f"(metrics: {', '.join(map(str, paths)) or 'none'})", file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def run(config: DictConfig) -> int:
     """Hand the validated config to verl's own V1 task runner (as ``verl.trainer.main_ppo`` does)."""
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -64,9 +166,11 @@ def run(config: DictConfig) -> None:
     validate_config(
         config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
     )
+    metrics_file = configure_outputs(config)
     where = os.environ.get("RAY_ADDRESS")
     print(f"Ray: {'joining the cluster at ' + where if where else 'starting a local cluster'}")
     run_ppo(config, task_runner_class=TaskRunnerV1)
+    return report(config, metrics_file)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
@@ -80,7 +184,9 @@ def main(config: DictConfig) -> None:
         print(OmegaConf.to_yaml(config, resolve=True))
         print("config OK (dry run: nothing was started)")
         return
-    run(config)
+    ours: AudioThinkerConfig = load_config(config.get("audio_thinker"))
+    prepare(ours.prepare, prompt_mode=ours.prompt_mode)
+    sys.exit(run(config))
 
 
 if __name__ == "__main__":

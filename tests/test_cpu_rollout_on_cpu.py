@@ -496,3 +496,32 @@ def test_ray_replica_server_and_adapter_weight_sync(tiny_dirs):
     assert len(with_audio.token_ids) == 6 and with_audio.stop_reason == "completed"
     assert set(after.token_ids) == {0} and after.extra_fields["global_steps"] == 2 and after.log_probs is None
     assert stats["weight_updates"] == 1 and max(stats["batch_sizes"]) > 1
+
+
+def test_banned_ids_are_never_sampled_and_log_probs_stay_the_models(qa):
+    from audio_thinker.backends.cpu.generation import BatchedGenerator
+
+    ids, features = qa.audio_prompt(clip("tone"))
+    free = qa.server.generator.generate([req(ids, features)])[0].token_ids  # greedy
+    banned = set(free[:4])
+    g = BatchedGenerator(qa.server.model, eos_token_ids=[qa.eos_id], pad_token_id=qa.tokenizer.pad_token_id,
+                         banned_token_ids=banned)
+    requests = [req(ids, features), req(ids, features, temperature=1.0, seed=3),
+                req(ids, features, temperature=1.0, top_k=5, seed=4)]
+    for out in g.generate(requests):
+        assert not banned & set(out.token_ids), out.token_ids
+    greedy, sampled = g.generate(requests[:1])[0], g.generate(requests[1:2])[0]
+    for out, temperature in ((greedy, 1.0), (sampled, 1.0)):
+        plain = qa.plain_logprobs(ids, out.token_ids, features, temperature=temperature)
+        torch.testing.assert_close(torch.tensor(out.log_probs), plain, rtol=0, atol=1e-4)
+
+
+def test_the_server_bans_the_multimodal_placeholders(qa):
+    from audio_thinker.backends.cpu.rollout import multimodal_placeholder_ids
+
+    vocab = qa.tokenizer.get_vocab()
+    expected = {vocab["<|AUDIO|>"], vocab["<|audio_bos|>"], vocab["<|audio_eos|>"]}
+    assert expected <= set(qa.server.generator.banned_token_ids)
+    assert vocab["<|im_end|>"] not in qa.server.generator.banned_token_ids
+    assert multimodal_placeholder_ids(qa.model_config.hf_config, None) >= {vocab["<|AUDIO|>"]}
+    assert multimodal_placeholder_ids(object(), None) == set()

@@ -105,3 +105,57 @@ def test_tiny_models_get_their_processor_only_with_the_plugin(arch, expected, tm
     without = run_fresh(PROCESSOR.format(path=path), plugins="none")
     assert without["processor"] == "NoneType"
     assert any("Unsupported processor type" in w for w in without["warnings"]), without["warnings"]
+
+
+def test_audio_processors_count_as_multimodal_for_verls_token_wiring(tmp_path):
+    """verl's Continuous Token wiring asked for an image processor; audio prompts were refused."""
+    import verl  # noqa: F401
+    from transformers import AutoTokenizer
+    from verl.utils.tokenizer import continuous_token_wiring as wiring
+
+    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.verl_ext import plugin
+    from audio_thinker.verl_ext.processors import Qwen2AudioProcessorForVerl
+
+    path = ensure_tiny_model("qwen2_audio", tmp_path / "qa")
+    audio_processor = Qwen2AudioProcessorForVerl.from_pretrained(str(path))
+    original = wiring._is_multimodal_processor.__wrapped_original__
+    assert original(audio_processor) is False  # verl's own check
+    assert wiring._is_multimodal_processor(audio_processor) is True
+    assert wiring._is_multimodal_processor(AutoTokenizer.from_pretrained(str(path))) is False
+    assert wiring._is_multimodal_processor(None) is False
+    plugin.register()
+    assert wiring._is_multimodal_processor.__wrapped_original__ is original  # idempotent
+
+
+def test_fsdp2_wrap_targets_keep_directly_read_position_embeddings_in_their_parent(tmp_path):
+    """Qwen2-Audio's encoder reads embed_positions.weight directly: it must not be its own unit."""
+    import verl  # noqa: F401
+    from transformers import Qwen2AudioForConditionalGeneration
+    from verl.utils import fsdp_utils
+
+    from audio_thinker.models.tiny import ensure_tiny_model
+
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(ensure_tiny_model("qwen2_audio", tmp_path / "qa")))
+    layers = ["Qwen2DecoderLayer", "Qwen2AudioEncoderLayer"]
+    verl_targets = fsdp_utils._select_fsdp2_wrap_targets.__wrapped_original__(model, layers)
+    ours = fsdp_utils._select_fsdp2_wrap_targets(model, layers)
+    positions = model.audio_tower.embed_positions
+    assert any(m is positions for m in verl_targets)  # what broke the forward
+    assert not any(m is positions for m in ours)
+    assert len(ours) == len(verl_targets) - 1
+    assert any(m is model.get_input_embeddings() for m in ours)  # word embeddings keep their unit
+
+
+def test_checkpoint_processor_reloads_as_the_stock_class(tmp_path):
+    """verl saves the processor into every checkpoint; AutoProcessor must find its class there."""
+    from transformers import AutoProcessor
+
+    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.verl_ext.processors import Qwen2AudioProcessorForVerl
+
+    processor = Qwen2AudioProcessorForVerl.from_pretrained(str(ensure_tiny_model("qwen2_audio", tmp_path / "qa")))
+    processor.save_pretrained(tmp_path / "saved")
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        assert json.loads((tmp_path / "saved" / name).read_text())["processor_class"] == "Qwen2AudioProcessor"
+    assert type(AutoProcessor.from_pretrained(tmp_path / "saved")).__name__ == "Qwen2AudioProcessor"

@@ -112,11 +112,55 @@ def patch_hf_processor() -> None:
             module.hf_processor = patched
 
 
+def is_multimodal_processor(original: Any, processor: Any | None) -> bool:
+    """verl's check (an image processor) or an audio processor (a feature extractor)."""
+    if original(processor):
+        return True
+    return processor is not None and getattr(processor, "feature_extractor", None) is not None
+
+
+def patch_multimodal_processor_check() -> None:
+    """Make verl's Continuous Token wiring treat audio processors as multimodal (idempotent)."""
+    import verl.utils.tokenizer.continuous_token_wiring as wiring
+
+    current = wiring._is_multimodal_processor
+    original = getattr(current, "__wrapped_original__", current)
+    patched = functools.partial(is_multimodal_processor, original)
+    patched.__wrapped_original__ = original  # type: ignore[attr-defined]
+    wiring._is_multimodal_processor = patched
+
+
+#: embeddings whose ``weight`` their parent reads directly (so they cannot be their own FSDP unit)
+DIRECTLY_READ_EMBEDDINGS = ("embed_positions",)
+
+
+def select_fsdp2_wrap_targets(original: Any, model: Any, layer_classes: Any) -> list:
+    """verl's FSDP2 wrap targets minus the embeddings in :data:`DIRECTLY_READ_EMBEDDINGS`."""
+    excluded = {
+        id(module) for name, module in model.named_modules()
+        if name.rsplit(".", 1)[-1] in DIRECTLY_READ_EMBEDDINGS
+    }
+    return [module for module in original(model, layer_classes) if id(module) not in excluded]
+
+
+def patch_fsdp2_wrap_targets() -> None:
+    """Keep directly-read position embeddings inside their parent's FSDP2 unit (idempotent)."""
+    import verl.utils.fsdp_utils as fsdp_utils
+
+    current = fsdp_utils._select_fsdp2_wrap_targets
+    original = getattr(current, "__wrapped_original__", current)
+    patched = functools.partial(select_fsdp2_wrap_targets, original)
+    patched.__wrapped_original__ = original  # type: ignore[attr-defined]
+    fsdp_utils._select_fsdp2_wrap_targets = patched
+
+
 def register() -> None:
     """Apply every registration; safe to call more than once."""
     global _REGISTERED
     register_model_classes()
     patch_hf_processor()
+    patch_multimodal_processor_check()
+    patch_fsdp2_wrap_targets()
     _REGISTERED = True
 
 

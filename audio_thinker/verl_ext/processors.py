@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,32 @@ class Qwen2AudioProcessorForVerl(Qwen2AudioProcessor):
     call returns the tokenized text plus the audio features, exactly the features the stock
     processor computes for the same clips. Text that contains placeholders is processed by the
     stock code unchanged.
+
+    Saved (verl writes the processor into every checkpoint's ``huggingface/`` folder) as the
+    stock ``Qwen2AudioProcessor``, so ``AutoProcessor`` reloads a checkpoint anywhere; under its
+    own name ``AutoProcessor`` would not find the class and silently return the bare tokenizer.
     """
+
+    #: the class name written into processor_config.json / tokenizer_config.json
+    SAVED_AS = "Qwen2AudioProcessor"
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output["processor_class"] = self.SAVED_AS
+        return output
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        path = os.path.join(save_directory, "tokenizer_config.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                config = json.load(handle)
+            if config.get("processor_class") == type(self).__name__:
+                config["processor_class"] = self.SAVED_AS
+                with open(path, "w", encoding="utf-8") as handle:
+                    json.dump(config, handle, indent=2, ensure_ascii=False)
+                    handle.write("\n")
+        return result
 
     def __call__(self, text=None, audio=None, **kwargs):
         texts = [text] if isinstance(text, str) else text

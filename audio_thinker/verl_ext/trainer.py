@@ -50,6 +50,7 @@ from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
+from verl.utils.profiler import marked_timer
 
 from audio_thinker.config import AudioThinkerConfig, anneal_steps, load_config
 from audio_thinker.rewards.combine import RewardBreakdown, RewardMode, compute_rewards
@@ -70,6 +71,8 @@ VERL_MODE = "sync"
 #: ResponseInfo keys the batch-level reward reads (also looked up as top-level TQ fields)
 INFO_FIELDS = ("acc", "mode", "has_think_tag", "difficulty", CONSISTENCY_KEY, QUALITY_KEY)
 METRIC_PREFIX = "audio_thinker/"
+#: verl timer name of the batch-level reward (``timing_s/reward``)
+REWARD_TIMER = "reward"
 
 
 @dataclass(frozen=True)
@@ -201,8 +204,17 @@ class AudioThinkerTrainer(PPOTrainerSync):
             use_cpu_resources(self)
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
-        """Write the batch-level reward as ``rm_scores``, then let verl compute GRPO advantages."""
-        self._write_step_rewards(batch, metrics)
+        """Write the batch-level reward as ``rm_scores``, then let verl compute GRPO advantages.
+
+        Timed as ``timing_s/reward`` (nested in verl's ``timing_s/adv``); the per-response rule
+        scores run earlier, inside the rollout (verl's reward loop, ``timing_s/gen``).
+        """
+        timing_raw = self.__dict__.get("timing_raw")
+        if timing_raw is None:
+            self._write_step_rewards(batch, metrics)
+        else:
+            with marked_timer(REWARD_TIMER, timing_raw):
+                self._write_step_rewards(batch, metrics)
         return super()._compute_advantage(batch, metrics)
 
     def _write_step_rewards(self, batch: KVBatchMeta, metrics: dict) -> RewardBreakdown:

@@ -202,6 +202,10 @@ class BatchedGenerator:
         logprobs_mode: ``processed_logprobs`` or ``raw_logprobs`` (vLLM's names).
         seed: seeds the generator shared by requests without their own ``seed``.
         collate_mm: batches the per-request ``mm_inputs`` (default: concatenate along dim 0).
+        banned_token_ids: ids never sampled, e.g. multimodal placeholders such as ``<|AUDIO|>``:
+            a response containing one makes the actor count more placeholders than feature
+            frames and fail. A trained model practically never emits them; a random tiny one
+            does. Reported log-probs stay the model's (see :meth:`_sample`).
     """
 
     def __init__(
@@ -213,6 +217,7 @@ class BatchedGenerator:
         logprobs_mode: str = "processed_logprobs",
         seed: int = 0,
         collate_mm: Callable[[list[dict[str, torch.Tensor]]], dict[str, Any]] | None = None,
+        banned_token_ids: Iterable[int] = (),
     ) -> None:
         if logprobs_mode not in LOGPROBS_MODES:
             raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")
@@ -222,6 +227,7 @@ class BatchedGenerator:
         self.logprobs_mode = logprobs_mode
         self.generator = torch.Generator().manual_seed(int(seed))
         self.collate_mm = collate_mm or _default_collate
+        self.banned_token_ids = sorted({int(t) for t in banned_token_ids})
         self._logits_to_keep = True  # switched off if the model's forward refuses it
 
     @property
@@ -248,7 +254,12 @@ class BatchedGenerator:
         seen: torch.Tensor | None,
         block_stop: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token and its log-prob for each row of ``logits`` (float32, shape (b, V))."""
+        """Next token and its log-prob for each row of ``logits`` (float32, shape (b, V)).
+
+        Banned ids are excluded from *sampling* only: the reported log-prob is the model's (after
+        temperature / top-k / top-p in ``processed_logprobs`` mode), so it matches the actor's
+        recomputation whatever the ban removes (on a trained model, practically nothing).
+        """
         raw = logits
         penalty = rows["repetition_penalty"]
         if seen is not None and bool((penalty != 1.0).any()):
@@ -259,15 +270,25 @@ class BatchedGenerator:
             logits = logits.masked_fill(block_stop, -math.inf)
         greedy = rows["temperature"] < SAMPLING_EPS
         temperature = torch.where(greedy, torch.ones_like(rows["temperature"]), rows["temperature"])
-        scaled = logits / temperature[:, None]
-        if bool((rows["top_k"] > 0).any()) or bool((rows["top_p"] < 1.0).any()):
-            scaled = apply_top_k_top_p(scaled, rows["top_k"], rows["top_p"])
-        logprobs = torch.log_softmax(scaled, dim=-1)
+        filtered = bool((rows["top_k"] > 0).any()) or bool((rows["top_p"] < 1.0).any())
 
-        tokens = scaled.argmax(dim=-1)
+        def process(values: torch.Tensor) -> torch.Tensor:
+            scaled = values / temperature[:, None]
+            return apply_top_k_top_p(scaled, rows["top_k"], rows["top_p"]) if filtered else scaled
+
+        scaled = process(logits)
+        logprobs = torch.log_softmax(scaled, dim=-1)
+        banned = [t for t in self.banned_token_ids if 0 <= t < logits.shape[-1]]
+        if banned:
+            sample_from = process(logits.index_fill(-1, torch.tensor(banned), -math.inf))
+            sample_logprobs = torch.log_softmax(sample_from, dim=-1)
+        else:
+            sample_from, sample_logprobs = scaled, logprobs
+
+        tokens = sample_from.argmax(dim=-1)
         sampled = (~greedy).nonzero().flatten().tolist()
         if sampled:
-            probs = logprobs.exp()
+            probs = sample_logprobs.exp()
             shared = [i for i in sampled if generators[i] is None]
             if shared:
                 tokens[shared] = torch.multinomial(probs[shared], 1, generator=self.generator).flatten()

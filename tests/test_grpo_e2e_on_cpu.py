@@ -1,0 +1,189 @@
+"""One complete tiny GRPO run through verl's real V1 trainer on CPU, then a resume.
+
+``python -m audio_thinker.main_grpo backbone=tiny_cpu`` (the `make demo` command) at toy scale:
+3 steps with a checkpoint after every step, validation before and after, verl's rollout dumps on.
+Then the run is cut back to its step-2 checkpoint (what a kill after that checkpoint leaves) and
+the same command is re-run: it must resume (verl's ``resume_mode=auto``) and train step 3 on the
+same prompts the uninterrupted run saw at step 3.
+
+Two launches (~1.5 min each on 2 cores), shared by every test of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audio_thinker.run_summary import load_history, metric_files, series
+
+STEPS = 3
+P = "audio_thinker/"
+
+
+def _command(model: Path, data: Path, run_dir: Path, dumps: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "audio_thinker.main_grpo",
+        "backbone=tiny_cpu",
+        f"hydra.run.dir={run_dir}/hydra",
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={data}/train.parquet",
+        f"data.val_files={data}/val.parquet",
+        "audio_thinker.prepare.synthetic_data=null",
+        "audio_thinker.prepare.tiny_model=null",
+        "data.train_batch_size=4",
+        "data.max_response_length=16",
+        "actor_rollout_ref.rollout.n=2",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+        f"trainer.total_training_steps={STEPS}",
+        "trainer.save_freq=1",
+        f"trainer.test_freq={STEPS}",
+        f"trainer.default_local_dir={run_dir}",
+        f"trainer.rollout_data_dir={dumps}",
+        "trainer.experiment_name=e2e",
+    ]
+
+
+def _run(command: list[str], cwd: Path, log: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR")}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    log.write_text(result.stdout + "\n----- stderr -----\n" + result.stderr)
+    assert result.returncode == 0, f"main_grpo failed (rc={result.returncode}); log: {log}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from audio_thinker.data.synthetic import generate_dataset
+    from audio_thinker.models.tiny import ensure_tiny_model
+
+    root = tmp_path_factory.mktemp("grpo_e2e")
+    model = ensure_tiny_model("qwen2_audio", root / "model")
+    data = root / "data"
+    generate_dataset(data, n_train=12, n_val=4, seed=0, progress=False)
+
+    full, dumps_full = root / "full", root / "dumps_full"
+    first = _run(_command(model, data, full, dumps_full), root, root / "full.log")
+
+    # what a kill right after the step-2 checkpoint leaves behind
+    resumed, dumps_resumed = root / "resumed", root / "dumps_resumed"
+    shutil.copytree(full, resumed, ignore=shutil.ignore_patterns("global_step_3", "hydra"))
+    (resumed / "latest_checkpointed_iteration.txt").write_text("2")
+    for path in metric_files(resumed):  # the killed launch had logged steps 0..2 only
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= 2]
+        path.write_text("\n".join(kept) + "\n")
+    launched_before = set(metric_files(resumed))
+    second = _run(_command(model, data, resumed, dumps_resumed), root, root / "resumed.log")
+    return {
+        "root": root, "model": model, "data": data, "full": full, "resumed": resumed,
+        "dumps_full": dumps_full, "dumps_resumed": dumps_resumed, "first": first, "second": second,
+        "new_files": sorted(set(metric_files(resumed)) - launched_before),
+    }
+
+
+def _prompts(dump_dir: Path, step: int) -> list[str]:
+    rows = [json.loads(line) for line in (dump_dir / f"{step}.jsonl").read_text().splitlines() if line]
+    return sorted(row["input"] for row in rows)
+
+
+def test_every_training_step_logged_the_summary_metrics(runs):
+    history = load_history(metric_files(runs["full"]))
+    train_steps = [s for s, _ in series(history, P + "reward/overall")]
+    assert train_steps == [1, 2, 3]
+    for step in train_steps:
+        data = history[step]
+        for key in ("reward/overall", "accuracy", "think_rate", "think_ratio", "gamma_think", "gamma_nothink",
+                    "format_failure_rate"):
+            assert isinstance(data[P + key], float), (step, key)
+        difficulties = [k for k in data if k.startswith(P + "think_rate/difficulty/")]
+        assert difficulties, f"no think rate per difficulty at step {step}"
+        for key in ("timing_s/step", "timing_s/gen", "timing_s/old_log_prob", "timing_s/ref", "timing_s/reward",
+                    "timing_s/adv", "timing_s/update_actor", "perf/throughput"):
+            assert data[key] > 0, (step, key)
+    val = series(history, "val-core/synthetic_aqa/acc/mean@1")
+    assert [s for s, _ in val] == [0, STEPS], "validation before training and at the last step"
+    summary = runs["first"].stdout
+    for line in ("== audio-thinker summary: e2e ==", "training steps logged: 1..3", "by difficulty",
+                 "lambda (think ratio)", "gamma think", "validation val-core/synthetic_aqa/acc/mean@1",
+                 "step time:", f"checkpoint: {runs['full'] / 'global_step_3'}"):
+        assert line in summary, line
+
+
+def test_rollout_log_probs_match_the_actor_on_the_same_tokens(runs):
+    """verl compares the rollout server's log-probs with the actor's recomputation every step; the
+    server got the actor's weights after every update (steps 2 and 3 run on synced weights)."""
+    history = load_history(metric_files(runs["full"]))
+    for step in (1, 2, 3):
+        data = history[step]
+        assert data["training/rollout_probs_diff_valid"] == 1.0
+        assert data["training/rollout_probs_diff_max"] < 1e-3, step
+        assert data["rollout_corr/log_ppl_abs_diff"] < 1e-3, step
+        assert data["timing_s/update_weights"] > 0, step
+
+
+def _actor_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint / "actor" / "model_world_size_1_rank_0.pt", map_location="cpu", weights_only=False)
+    return {k: (v.to_local() if hasattr(v, "to_local") else v).detach().clone() for k, v in state.items()}
+
+
+def test_actor_parameters_changed(runs):
+    from safetensors.torch import load_file
+
+    initial = load_file(str(runs["model"] / "model.safetensors"))
+    trained = _actor_state(runs["full"] / f"global_step_{STEPS}")
+    shared = sorted(set(initial) & set(trained))
+    assert len(shared) >= 0.9 * len(trained), "checkpoint keys do not line up with the model's"
+    moved = [k for k in shared if not torch.equal(initial[k], trained[k])]
+    assert len(moved) >= 0.5 * len(shared), f"only {len(moved)}/{len(shared)} tensors changed"
+    assert "lm_head.weight" in moved or "language_model.lm_head.weight" in moved or any("lm_head" in k for k in moved)
+
+
+def test_trained_policy_responses_depend_on_the_audio(runs):
+    """The trained checkpoint's next-token distribution for one prompt differs between two clips."""
+    import pandas as pd
+    from transformers import AutoProcessor
+
+    from audio_thinker.data.audio import load_audio
+    from audio_thinker.verl_ext.models import Qwen2AudioForConditionalGeneration
+
+    checkpoint = runs["full"] / f"global_step_{STEPS}" / "actor"
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(runs["model"]), attn_implementation="sdpa")
+    missing, unexpected = model.load_state_dict(_actor_state(checkpoint.parent), strict=False)
+    assert not unexpected and len(missing) <= 2, (missing, unexpected)
+    processor = AutoProcessor.from_pretrained(str(checkpoint / "huggingface"))
+    assert type(processor).__name__ == "Qwen2AudioProcessor", type(processor)
+    rows = pd.read_parquet(runs["data"] / "val.parquet")
+    clips = [load_audio(rows.iloc[i]["audios"][0]).samples for i in (0, 1)]
+    assert not np.allclose(clips[0][: 16000], clips[1][: 16000])
+    text = ("<|im_start|>user\n<|audio_bos|><|AUDIO|><|audio_eos|>Which sound is it?<|im_end|>\n"
+            "<|im_start|>assistant\n")
+    logprobs = []
+    with torch.no_grad():
+        for clip in clips:
+            inputs = processor(text=[text], audio=[clip], sampling_rate=16000, return_tensors="pt")
+            logprobs.append(torch.log_softmax(model(**inputs).logits[0, -1].float(), -1))
+    assert (logprobs[0] - logprobs[1]).abs().max() > 1e-4
+
+
+def test_resume_continues_from_the_checkpoint_with_the_same_data(runs):
+    resumed = runs["resumed"]
+    assert "global_step_2" in runs["second"].stdout + runs["second"].stderr, "did not load the step-2 checkpoint"
+    assert (resumed / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
+    assert (resumed / f"global_step_{STEPS}" / "actor" / "model_world_size_1_rank_0.pt").is_file()
+    # the resumed launch trained step 3 only, in its own metric file; the first file is intact
+    new_history = load_history(runs["new_files"])
+    assert [s for s, _ in series(new_history, P + "reward/overall")] == [STEPS]
+    merged = load_history(metric_files(resumed))
+    assert [s for s, _ in series(merged, P + "reward/overall")] == [1, 2, 3]
+    assert "training steps logged: 1..3" in runs["second"].stdout
+    # verl's dataloader state came back with the checkpoint: step 3 saw the same prompts
+    assert not (runs["dumps_resumed"] / "1.jsonl").exists() and not (runs["dumps_resumed"] / "2.jsonl").exists()
+    assert _prompts(runs["dumps_resumed"], STEPS) == _prompts(runs["dumps_full"], STEPS)
+    assert _prompts(runs["dumps_full"], STEPS) != _prompts(runs["dumps_full"], 2), "batches must differ"
