@@ -91,6 +91,14 @@ class JudgeSection:
     base_url: str | None = None
     #: openai backend: environment variable holding the API key (the key is never logged)
     api_key_env: str = "OPENAI_API_KEY"
+    #: milliseconds a judge worker waits for more requests before sending a partial batch
+    batch_wait_ms: float = 5.0
+    #: CPUs reserved per hf judge actor (Ray num_cpus)
+    cpus_per_worker: float = 1.0
+    #: torch threads per hf judge actor (0 = cpus_per_worker rounded down, at least 1)
+    num_threads: int = 0
+    #: seconds a judge worker may take to start or restart (model loading)
+    start_timeout_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,9 @@ class AudioThinkerConfig:
     #: train with the audio encoder frozen (requires_grad=False; reaches the model through
     #: actor_rollout_ref.model.override_config.freeze_audio_tower)
     freeze_audio_encoder: bool = False
+    #: seconds between verl's sync-trainer checks for finished rollouts (verl hard-codes 2 s,
+    #: which rounds every generation stage up to a multiple of 2 s)
+    replay_poll_interval_s: float = 0.1
     reward: RewardSection = field(default_factory=RewardSection)
     judge: JudgeSection = field(default_factory=JudgeSection)
     audio: AudioSection = field(default_factory=AudioSection)
@@ -214,6 +225,8 @@ def _check(cfg: AudioThinkerConfig) -> None:
     _check_judge(cfg.judge, uses_judge=RewardMode(cfg.reward.mode).uses_judge)
     _check_audio(cfg.audio)
     _check_prepare(cfg.prepare)
+    if cfg.replay_poll_interval_s <= 0:
+        raise ConfigError("audio_thinker.replay_poll_interval_s must be positive (seconds; verl's own value is 2)")
 
 
 def _check_prepare(prepare: PrepareSection) -> None:

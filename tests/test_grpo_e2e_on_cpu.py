@@ -38,6 +38,7 @@ def _command(model: Path, data: Path, run_dir: Path, dumps: Path) -> list[str]:
         f"data.val_files={data}/val.parquet",
         "audio_thinker.prepare.synthetic_data=null",
         "audio_thinker.prepare.tiny_model=null",
+        "audio_thinker.prepare.primed_model=null",
         "data.train_batch_size=4",
         "data.max_response_length=16",
         "actor_rollout_ref.rollout.n=2",

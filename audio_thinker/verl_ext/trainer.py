@@ -195,6 +195,17 @@ class AudioThinkerTrainer(PPOTrainerSync):
             cfg = self._audio_thinker_config = load_config(self.config.get("audio_thinker"))
         return cfg
 
+    def _build_replay_buffer(self):
+        """verl's replay buffer, polled every ``audio_thinker.replay_poll_interval_s`` (verl: a fixed 2 s).
+
+        The sync trainer waits for a step's rollouts by polling; with 2 s the generation stage of a
+        short step is rounded up to the next multiple of 2 s.
+        """
+        buffer = super()._build_replay_buffer()
+        if hasattr(buffer, "poll_interval"):
+            buffer.poll_interval = float(self.audio_thinker_config.replay_poll_interval_s)
+        return buffer
+
     def _init_resource_pool_mgr(self) -> None:
         """verl's pools and workers; CPU ones when ``trainer.device=cpu`` (audio_thinker.backends.cpu)."""
         super()._init_resource_pool_mgr()
