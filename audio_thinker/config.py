@@ -99,6 +99,13 @@ class JudgeSection:
     num_threads: int = 0
     #: seconds a judge worker may take to start or restart (model loading)
     start_timeout_s: float = 900.0
+    #: vllm: a custom Ray resource the judge nodes advertise (one unit per GPU), e.g. judge_node;
+    #: null = any node with free GPUs
+    node_resource: str | None = None
+    #: vllm: fraction of each judge GPU the engine may use
+    gpu_memory_utilization: float = 0.9
+    #: vllm: context length of the judge engine (null = the model's)
+    max_model_len: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,8 @@ class PrepareSection:
     tiny_model: str | None = None
     #: architecture of ``tiny_model``: qwen2_audio | qwen2_5_omni_thinker
     tiny_arch: str = "qwen2_audio"
+    #: build a tiny random judge (Qwen3 architecture, ``audio_thinker.models.tiny_judge``) here
+    tiny_judge: str | None = None
     #: warm-start ``tiny_model`` on the response format (answers drawn at chance) from the
     #: synthetic train split and write it here (``audio_thinker.models.warmstart``)
     primed_model: str | None = None

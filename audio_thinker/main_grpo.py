@@ -29,7 +29,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from audio_thinker.config import AudioThinkerConfig, ConfigError, PrepareSection, load_config
-from audio_thinker.rewards.combine import RewardMode
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "audio_thinker_grpo"
@@ -52,13 +51,6 @@ def validate(config: DictConfig) -> None:
         raise ConfigError(
             f"trainer.v1.trainer_mode={config.trainer.v1.trainer_mode}: the batch-level ATAR reward "
             f"lives in the {TRAINER_MODE!r} trainer; keep trainer.v1.trainer_mode={TRAINER_MODE}"
-        )
-    mode = RewardMode(config.audio_thinker.reward.mode)
-    if mode.uses_judge:
-        raise ConfigError(
-            f"audio_thinker.reward.mode={mode.value} needs the LLM-judge pool, which is not wired into "
-            "training yet (every judgement would fall back to the failure value); use "
-            "audio_thinker.reward.mode=atar (or accuracy) until the judge pool lands"
         )
     if not config.trainer.use_v1:
         raise ConfigError("trainer.use_v1=false selects verl's deprecated trainer: keep trainer.use_v1=true")
@@ -85,6 +77,11 @@ def prepare(section: PrepareSection, *, prompt_mode: str) -> None:
         fresh = not is_complete(section.tiny_model, arch=section.tiny_arch, seed=0)
         ensure_tiny_model(section.tiny_arch, section.tiny_model)
         print(f"prepare: tiny {section.tiny_arch} model in {section.tiny_model}{'' if fresh else ' (already there)'}")
+    if section.tiny_judge:
+        from audio_thinker.models.tiny_judge import ensure_tiny_judge
+
+        ensure_tiny_judge(section.tiny_judge)
+        print(f"prepare: tiny random judge (Qwen3 architecture) in {section.tiny_judge}")
     if section.primed_model:
         from audio_thinker.models.warmstart import ensure_primed_model
 

@@ -125,6 +125,8 @@ class RunSummary:
     stage_s: dict[str, float] = field(default_factory=dict)
     step_s: float | None = None
     tokens_per_s: float | None = None
+    #: judge pool figures averaged over the training steps (empty without a judge)
+    judge: dict[str, float] = field(default_factory=dict)
 
 
 #: label -> metric key of the trend rows
@@ -134,6 +136,20 @@ TREND = (
     ("think rate", P + "think_rate"),
     ("format failures", P + "format_failure_rate"),
     ("response tokens", P + "response_length/mean"),
+)
+
+
+#: label -> metric key (after the ``audio_thinker/`` prefix) of the judge line, means per step
+JUDGE = (
+    ("requests", "judge/requests"),
+    ("failures", "judge/failures"),
+    ("timeouts", "judge/timeouts"),
+    ("judged fraction", "judge/judged_fraction"),
+    ("mean R_c", "judge/consistency_mean"),
+    ("mean R_t", "judge/quality_mean"),
+    ("latency p50 s", "judge/latency_p50_s"),
+    ("latency p95 s", "judge/latency_p95_s"),
+    ("waited s", "judge/wait_s"),
 )
 
 
@@ -170,6 +186,10 @@ def summarize(history: Mapping[int, Mapping[str, Any]]) -> RunSummary:
         mean = _mean(v for _, v in series(history, key))
         if mean is not None:
             summary.stage_s[label] = mean
+    for label, key in JUDGE:
+        mean = _mean(v for _, v in series(history, P + key))
+        if mean is not None:
+            summary.judge[label] = mean
     summary.step_s = _mean(v for _, v in series(history, "timing_s/step"))
     summary.tokens_per_s = _mean(v for _, v in series(history, "perf/throughput"))
     return summary
@@ -200,6 +220,10 @@ def format_summary(summary: RunSummary, *, title: str = "run", checkpoint: str |
         if values:
             (s0, v0), (s1, v1) = values[0], values[-1]
             lines.append(f"validation {key}: step {s0} {_fmt(v0)} -> step {s1} {_fmt(v1)}")
+    if summary.judge:
+        lines.append("judge (mean per step): " + ", ".join(
+            f"{label} {_fmt(value, 0 if label in ('requests', 'failures', 'timeouts') else 3)}"
+            for label, value in summary.judge.items()))
     if summary.step_s is not None:
         stages = ", ".join(f"{label} {seconds:.2f}" for label, seconds in summary.stage_s.items())
         lines.append(f"step time: {summary.step_s:.2f} s mean ({stages})")

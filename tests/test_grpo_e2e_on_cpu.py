@@ -28,7 +28,7 @@ STEPS = 3
 P = "audio_thinker/"
 
 
-def _command(model: Path, data: Path, run_dir: Path, dumps: Path) -> list[str]:
+def _command(model: Path, data: Path, run_dir: Path, dumps: Path, judge: Path) -> list[str]:
     return [
         sys.executable, "-m", "audio_thinker.main_grpo",
         "backbone=tiny_cpu",
@@ -39,6 +39,8 @@ def _command(model: Path, data: Path, run_dir: Path, dumps: Path) -> list[str]:
         "audio_thinker.prepare.synthetic_data=null",
         "audio_thinker.prepare.tiny_model=null",
         "audio_thinker.prepare.primed_model=null",
+        "audio_thinker.prepare.tiny_judge=null",
+        f"audio_thinker.judge.model_path={judge}",
         "data.train_batch_size=4",
         "data.max_response_length=16",
         "actor_rollout_ref.rollout.n=2",
@@ -64,14 +66,16 @@ def _run(command: list[str], cwd: Path, log: Path) -> subprocess.CompletedProces
 def runs(tmp_path_factory):
     from audio_thinker.data.synthetic import generate_dataset
     from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.models.tiny_judge import ensure_tiny_judge
 
     root = tmp_path_factory.mktemp("grpo_e2e")
     model = ensure_tiny_model("qwen2_audio", root / "model")
+    judge = ensure_tiny_judge(root / "judge")
     data = root / "data"
     generate_dataset(data, n_train=12, n_val=4, seed=0, progress=False)
 
     full, dumps_full = root / "full", root / "dumps_full"
-    first = _run(_command(model, data, full, dumps_full), root, root / "full.log")
+    first = _run(_command(model, data, full, dumps_full, judge), root, root / "full.log")
 
     # what a kill right after the step-2 checkpoint leaves behind
     resumed, dumps_resumed = root / "resumed", root / "dumps_resumed"
@@ -81,7 +85,7 @@ def runs(tmp_path_factory):
         kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= 2]
         path.write_text("\n".join(kept) + "\n")
     launched_before = set(metric_files(resumed))
-    second = _run(_command(model, data, resumed, dumps_resumed), root, root / "resumed.log")
+    second = _run(_command(model, data, resumed, dumps_resumed, judge), root, root / "resumed.log")
     return {
         "root": root, "model": model, "data": data, "full": full, "resumed": resumed,
         "dumps_full": dumps_full, "dumps_resumed": dumps_resumed, "first": first, "second": second,
@@ -105,6 +109,11 @@ def test_every_training_step_logged_the_summary_metrics(runs):
             assert isinstance(data[P + key], float), (step, key)
         difficulties = [k for k in data if k.startswith(P + "think_rate/difficulty/")]
         assert difficulties, f"no think rate per difficulty at step {step}"
+        # the preset's judge pool (atar_cr_tr, hf backend) served every step
+        for key in ("judge/requests", "judge/failures", "judge/timeouts", "judge/wait_s", "judge/think_responses"):
+            assert isinstance(data[P + key], float), (step, key)
+        assert data[P + "judge/workers_alive"] == 1.0
+        assert data[P + "judge/requests"] == 2 * data[P + "judge/think_responses"]  # R_c and R_t each
         for key in ("timing_s/step", "timing_s/gen", "timing_s/old_log_prob", "timing_s/ref", "timing_s/reward",
                     "timing_s/adv", "timing_s/update_actor", "perf/throughput"):
             assert data[key] > 0, (step, key)
@@ -113,7 +122,7 @@ def test_every_training_step_logged_the_summary_metrics(runs):
     summary = runs["first"].stdout
     for line in ("== audio-thinker summary: e2e ==", "training steps logged: 1..3", "by difficulty",
                  "lambda (think ratio)", "gamma think", "validation val-core/synthetic_aqa/acc/mean@1",
-                 "step time:", f"checkpoint: {runs['full'] / 'global_step_3'}"):
+                 "step time:", "judge (mean per step): requests", f"checkpoint: {runs['full'] / 'global_step_3'}"):
         assert line in summary, line
 
 

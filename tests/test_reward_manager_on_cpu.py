@@ -181,8 +181,8 @@ class FakeJudge:
     def __init__(self, fail=False):
         self.calls, self.fail = [], fail
 
-    async def judge(self, *, question, think, answer):
-        self.calls.append((question, think, answer))
+    async def judge(self, *, question, choices, think, answer):
+        self.calls.append((question, tuple(choices), think, answer))
         if self.fail:
             raise TimeoutError("judge timed out")
         return {"consistency": 1, "quality": 0.7}
@@ -193,7 +193,8 @@ def test_judge_seam_sends_only_think_responses(tokenizer):
     manager.judge_client = FakeJudge()
     think = run(manager, agent_loop_item(tokenizer, "<think>three beeps</think><answer>3</answer>"))
     no_think = run(manager, agent_loop_item(tokenizer, "<answer>3</answer>"))
-    assert manager.judge_client.calls == [("How many beeps?", "three beeps", "3")]
+    assert [(q, t, a) for q, _, t, a in manager.judge_client.calls] == [("How many beeps?", "three beeps", "3")]
+    assert manager.judge_client.calls[0][1], "the judge sees the row's choices"
     assert (think["reward_extra_info"][CONSISTENCY_KEY], think["reward_extra_info"][QUALITY_KEY]) == (1, 0.7)
     assert no_think["reward_extra_info"][CONSISTENCY_KEY] is None
     assert no_think["reward_extra_info"][QUALITY_KEY] is None
@@ -255,3 +256,13 @@ def test_with_the_tiny_models_qwen_tokenizers(arch):
     for response, (mode, acc) in cases.items():
         info = run(manager, agent_loop_item(tok, response))["reward_extra_info"]
         assert (info["mode"], info["acc"]) == (mode, acc), response
+
+
+def test_judge_modes_get_the_pool_client_and_rule_modes_none(tokenizer):
+    from reward_workers.pool import PoolJudgeClient
+
+    for mode in ("atar_cr", "atar_cr_tr"):
+        client = AudioThinkerRewardManager(make_config(mode=mode), tokenizer, None).judge_client
+        assert isinstance(client, PoolJudgeClient), mode
+    for mode in ("accuracy", "atar"):
+        assert AudioThinkerRewardManager(make_config(mode=mode), tokenizer, None).judge_client is None

@@ -27,10 +27,12 @@ reports it as ``reward`` and ``acc`` is verl's core validation metric); the trai
 ``rm_scores`` of training steps with the batch-level reward before GRPO.
 
 Judges (consistency R_c, think quality R_t) join through one seam,
-:attr:`AudioThinkerRewardManager.judge_client`, ``None`` until the judge pool exists. When it is
-set, THINK responses are sent to it and the verdicts are added as ``judge_consistency`` /
+:attr:`AudioThinkerRewardManager.judge_client`. When ``audio_thinker.reward.mode`` uses a judge
+(``atar_cr`` / ``atar_cr_tr``) it is a :class:`reward_workers.pool.PoolJudgeClient`, which sends
+each THINK response to the job's judge pool (a named Ray actor the trainer creates); NO-THINK and
+malformed responses make no judge call. The verdicts are added as ``judge_consistency`` /
 ``judge_quality`` (``None`` = failed judgement; the trainer fills failures with the batch mean).
-Without it those keys are absent and the trainer passes ``None`` for every response.
+Without a judge those keys are absent and the trainer passes ``None`` for every response.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
 
 from audio_thinker.config import load_config
-from audio_thinker.rewards.combine import RuleScore, score_response
+from audio_thinker.rewards.combine import RewardMode, RuleScore, score_response
 from audio_thinker.rewards.parsing import DEFAULT_EOS_TOKENS, ParsedResponse, ResponseMode, strip_eos
 from audio_thinker.verl_ext.convert import to_plain
 
@@ -97,7 +99,7 @@ class JudgeVerdict(TypedDict):
 class JudgeClient(Protocol):
     """The seam for the LLM-judge pool: scores one THINK response, never raises on judge failure."""
 
-    async def judge(self, *, question: str, think: str, answer: str) -> JudgeVerdict: ...
+    async def judge(self, *, question: str, choices: Sequence[str], think: str, answer: str) -> JudgeVerdict: ...
 
 
 def eos_strings(tokenizer: Any) -> tuple[str, ...]:
@@ -171,6 +173,10 @@ class AudioThinkerRewardManager(RewardManagerBase):
         section = config.get("audio_thinker") if config is not None else None
         self.audio_thinker_config = load_config(section)
         self.lettered = self.audio_thinker_config.reward.lettered_choices
+        if RewardMode(self.audio_thinker_config.reward.mode).uses_judge and self.judge_client is None:
+            from reward_workers.pool import PoolJudgeClient, default_deadline_s
+
+            self.judge_client = PoolJudgeClient(deadline_s=default_deadline_s(self.audio_thinker_config.judge))
         self.reward_router_address = reward_router_address
         self.reward_model_tokenizer = reward_model_tokenizer
 
@@ -191,16 +197,17 @@ class AudioThinkerRewardManager(RewardManagerBase):
         score = score_response(text, gold=str(ground_truth), choices=choices, lettered=self.lettered)
         info = build_response_info(score, response_tokens=len(valid_ids), extra_info=extra_info)
         if self.judge_client is not None:
-            info.update(await self._judge(score.parsed, question=str(extra_info.get("question") or "")))
+            info.update(await self._judge(score.parsed, question=str(extra_info.get("question") or ""),
+                                          choices=choices))
         return {"reward_score": info["acc"], "reward_extra_info": dict(info)}
 
-    async def _judge(self, parsed: ParsedResponse, *, question: str) -> dict[str, Any]:
+    async def _judge(self, parsed: ParsedResponse, *, question: str, choices: Sequence[str] = ()) -> dict[str, Any]:
         """Judge verdicts of a THINK response (None for other modes and for failures)."""
         if parsed.mode is not ResponseMode.THINK:
             return {CONSISTENCY_KEY: None, QUALITY_KEY: None}
         try:
             verdict = await self.judge_client.judge(
-                question=question, think=parsed.think, answer=parsed.answer
+                question=question, choices=list(choices), think=parsed.think, answer=parsed.answer
             )
         except Exception:  # a judge failure must never fail the step: counted by the trainer
             logger.exception("judge call failed; the batch mean will stand in for this response")

@@ -40,10 +40,12 @@ runner) needs this module imported in the task-runner process first (plugin or
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import torch
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
@@ -73,6 +75,8 @@ INFO_FIELDS = ("acc", "mode", "has_think_tag", "difficulty", CONSISTENCY_KEY, QU
 METRIC_PREFIX = "audio_thinker/"
 #: verl timer name of the batch-level reward (``timing_s/reward``)
 REWARD_TIMER = "reward"
+#: seconds the trainer waits for the judge pool's step metrics
+JUDGE_METRICS_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -207,12 +211,52 @@ class AudioThinkerTrainer(PPOTrainerSync):
         return buffer
 
     def _init_resource_pool_mgr(self) -> None:
-        """verl's pools and workers; CPU ones when ``trainer.device=cpu`` (audio_thinker.backends.cpu)."""
+        """The judge pool first (judges on their own GPUs are placed before verl's pools claim any),
+        then verl's pools and workers; CPU ones when ``trainer.device=cpu`` (audio_thinker.backends.cpu)."""
+        self._start_judge_pool()
         super()._init_resource_pool_mgr()
         if self.config.trainer.device == "cpu":
             from audio_thinker.backends.cpu.trainer import use_cpu_resources
 
             use_cpu_resources(self)
+
+    # ------------------------------------------------------------------------------ judge pool
+    def _start_judge_pool(self) -> None:
+        """Create the job's judge pool (a named Ray actor the reward workers reach) when the reward
+        mode uses a judge; the pool's workers are started before training begins."""
+        self.judge_pool = None
+        cfg = self.audio_thinker_config
+        mode = RewardMode(cfg.reward.mode)
+        if not mode.uses_judge:
+            return
+        from reward_workers.pool import get_or_create_judge_pool
+
+        kinds = [kind for kind, used in (("consistency", mode.uses_consistency), ("quality", mode.uses_quality))
+                 if used]
+        started = time.perf_counter()
+        self.judge_pool = get_or_create_judge_pool(cfg.judge, kinds=kinds)
+        logger.info("judge pool (%s, %d worker(s), %s) ready in %.1f s", cfg.judge.backend, cfg.judge.num_workers,
+                    "+".join(kinds), time.perf_counter() - started)
+
+    def _judge_metrics(self, prefix: str) -> dict[str, float]:
+        """The judge pool's metrics since the last call (this also starts the pool's next step)."""
+        pool = self.__dict__.get("judge_pool")
+        if pool is None:
+            return {}
+        try:
+            values = ray.get(pool.collect_metrics.remote(), timeout=JUDGE_METRICS_TIMEOUT_S)
+        except Exception as error:  # metrics must never fail the step
+            logger.warning("judge metrics unavailable this step: %r", error)
+            return {prefix + "judge/metrics_unavailable": 1.0}
+        return {prefix + key: float(value) for key, value in values.items()}
+
+    def _validate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """verl's validation; the judge calls it made are reported as validation metrics, so they do not
+        count towards the next training step."""
+        metrics = super()._validate(*args, **kwargs)
+        if metrics is not None:
+            metrics.update(self._judge_metrics("val-aux/" + METRIC_PREFIX))
+        return metrics
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         """Write the batch-level reward as ``rm_scores``, then let verl compute GRPO advantages.
@@ -226,6 +270,7 @@ class AudioThinkerTrainer(PPOTrainerSync):
         else:
             with marked_timer(REWARD_TIMER, timing_raw):
                 self._write_step_rewards(batch, metrics)
+        metrics.update(self._judge_metrics(METRIC_PREFIX))
         return super()._compute_advantage(batch, metrics)
 
     def _write_step_rewards(self, batch: KVBatchMeta, metrics: dict) -> RewardBreakdown:
