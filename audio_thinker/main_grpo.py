@@ -8,7 +8,8 @@ our reward manager (``reward.reward_manager``). Ray: ``ray.init()`` joins the cl
 ``RAY_ADDRESS`` when it is set and starts a local one otherwise.
 
 Before training, ``audio_thinker.prepare.*`` builds what the config names and is missing (the
-embedded default: the synthetic data set, the tiny model and its format warm-start). Every launch
+embedded default: the synthetic data set, the tiny policy, its format warm-start and the tiny
+judge). Every launch
 logs metrics to its own ``{trainer.default_local_dir}/metrics/{timestamp}.jsonl`` (verl's ``file``
 logger truncates its file, so a resumed run gets a new one) and, when ``tensorboard`` is a logger,
 to ``{trainer.default_local_dir}/tensorboard``; the environment variables ``VERL_FILE_LOGGER_PATH``
@@ -78,9 +79,9 @@ def prepare(section: PrepareSection, *, prompt_mode: str) -> None:
         ensure_tiny_model(section.tiny_arch, section.tiny_model)
         print(f"prepare: tiny {section.tiny_arch} model in {section.tiny_model}{'' if fresh else ' (already there)'}")
     if section.tiny_judge:
-        from audio_thinker.models.tiny_judge import ensure_tiny_judge
+        from audio_thinker.models.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
 
-        ensure_tiny_judge(section.tiny_judge)
+        ensure_tiny_judge(section.tiny_judge, prime_steps=DEMO_PRIME_STEPS)
         print(f"prepare: tiny random judge (Qwen3 architecture) in {section.tiny_judge}")
     if section.primed_model:
         from audio_thinker.models.warmstart import ensure_primed_model
