@@ -248,7 +248,8 @@ class AudioThinkerTrainer(PPOTrainerSync):
         except Exception as error:  # metrics must never fail the step
             logger.warning("judge metrics unavailable this step: %r", error)
             return {prefix + "judge/metrics_unavailable": 1.0}
-        return {prefix + key: float(value) for key, value in values.items()}
+        return {prefix + key: float(value) for key, value in values.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
     def _validate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """verl's validation; the judge calls it made are reported as validation metrics, so they do not
