@@ -82,7 +82,7 @@ def prepare(section: PrepareSection, *, prompt_mode: str) -> None:
         from audio_thinker.models.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
 
         ensure_tiny_judge(section.tiny_judge, prime_steps=DEMO_PRIME_STEPS)
-        print(f"prepare: tiny random judge (Qwen3 architecture) in {section.tiny_judge}")
+        print(f"prepare: tiny Qwen3 judge, verdict format primed, in {section.tiny_judge}")
     if section.primed_model:
         from audio_thinker.models.warmstart import ensure_primed_model
 

@@ -166,9 +166,9 @@ def run_config(model_path: str, workers: int, batch_size: int, items_per_repeat:
 def throughput_part(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
-    from audio_thinker.models.tiny_judge import ensure_tiny_judge
+    from audio_thinker.models.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
 
-    model_path = str(ensure_tiny_judge(args.judge_dir))
+    model_path = str(ensure_tiny_judge(args.judge_dir, prime_steps=DEMO_PRIME_STEPS))
     responses = max(1, args.requests // 2)
     repeats = [make_items(responses, min_words=args.min_words, max_words=args.max_words,
                           seed=args.seed + r, tag=f"r{r}-") for r in range(args.repeats)]

@@ -1,27 +1,56 @@
 """A tiny, randomly initialised judge of the REAL Qwen3-8B-Base architecture, built fully offline.
 
-``python -m audio_thinker.models.tiny_judge --out DIR [--seed S]`` writes a directory that loads
-through the code path the real judge uses (``AutoTokenizer`` / ``AutoModelForCausalLM``
-``.from_pretrained(DIR)``): a ``Qwen3ForCausalLM`` 64 wide and 2 layers deep (4 query heads, 2 KV
-heads, ``head_dim`` 16, QK-norm, untied embeddings: the 8B release's layout at toy size).
+``python -m audio_thinker.models.tiny_judge --out DIR [--seed S] [--prime-steps N]`` writes a
+directory that loads through the code path the real judge uses (``AutoTokenizer`` /
+``AutoModelForCausalLM`` ``.from_pretrained(DIR)``): a ``Qwen3ForCausalLM`` 64 wide and 2 layers
+deep (4 query heads, 2 KV heads, ``head_dim`` 16, QK-norm, untied embeddings: the 8B release's
+layout at toy size).
 
 Why it exists: the judge pool's ``hf`` backend (:mod:`reward_workers.hf_worker`) must be tested
 end to end on CPU without downloads. Its verdicts are random (mostly unparseable, which exercises
 the failure fallback); what the tests check is the plumbing: prompts in, batched left-padded
 generation, continuations out, parsing, retries and restarts.
 
+Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME_STEPS`)
+    A random judge's continuations never parse, so a demo with it only ever exercises the
+    judge-failure fallback of R_c/R_t. Priming is a short supervised run (plain AdamW in float32
+    on CPU, deterministic given ``seed``): ``prime_steps`` batches of :data:`PRIME_BATCH_SIZE`
+    judge prompts (:func:`audio_thinker.rewards.judge_prompts.build_judge_prompt`, both kinds, on
+    made-up questions, choices and reasonings), each followed by a verdict line drawn at random
+    (`` Yes\\n`` / `` No\\n``; `` 0.0\\n`` .. `` 1.0\\n``, the form of the prompts' few-shot
+    examples), with the loss on the verdict tokens only. Like the policy's format warm-start
+    (:mod:`audio_thinker.models.warmstart`) it teaches the FORMAT, not the judgement: the verdicts
+    it learns carry no information about the case (greedy decoding gives the same verdict for
+    nearly every prompt). After priming, the greedy continuations (the judge pool's generation,
+    8 new tokens) of :data:`PRIME_EVAL_PROMPTS` fresh prompts are parsed, and the parse rates
+    (per kind, ``all``) and the share of exactly well-formed first lines (``well_formed``) are
+    written into the marker with the loss figures and timings. The 2-layer model learns the
+    verdict's first tokens quickly but hardly what precedes the current token, so a quality
+    verdict may run on after its two digits (`` 0.0.0.0``); it still parses (as 0.0), which is
+    why ``all`` and not ``well_formed`` is the figure priming is tuned for. Telling the two kinds
+    apart (both prompts end in ``:``) takes longer: at 30-60 steps some seeds answer the
+    consistency prompt with a score (`` 0.3``, read as ``No``). With the defaults (80 steps of 4
+    prompts, lr 2e-2) priming takes about 13 s on two idle CPU cores; for seeds 0-7, 100 % of the
+    fresh prompts parse, every consistency verdict is `` Yes`` or `` No``, and the quality verdict
+    is well-formed for 4 of them (seed 0, the default, included) and `` 0.0.0.0`` for the others.
+
 The tokenizer reuses :mod:`audio_thinker.models.tiny`'s locally trained byte-level BPE (Qwen2's
 normaliser, split regex and byte-level pre-tokenizer) with Qwen3's added tokens appended in the
 real order, so each keeps its real offset from ``<|endoftext|>`` (``<think>`` is base + 24 as in
 Qwen3's 151667 = 151643 + 24). As in the real *base* model, ``<|endoftext|>`` is eos and pad.
 The build is crash-safe and deterministic exactly like the audio tiny models (same marker file,
-same staging-directory rename), with ``arch`` recorded as :data:`JUDGE_ARCH`.
+same staging-directory rename), with ``arch`` recorded as :data:`JUDGE_ARCH` and ``prime_steps``
+recorded too: :func:`ensure_tiny_judge` rebuilds a directory whose ``seed`` or ``prime_steps``
+differs (a marker from before priming existed counts as ``prime_steps`` 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
+import re
 import shutil
 import sys
 import tempfile
@@ -30,14 +59,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.models.tiny import MARKER, _install, _replaceable, _train_bpe, is_complete, token_ids
+from audio_thinker.models.tiny import MARKER, _replaceable, _train_bpe, is_complete, token_ids
 
 __all__ = [
-    "JUDGE_ARCH", "build_judge_config", "build_judge_tokenizer", "build_tiny_judge", "ensure_tiny_judge",
+    "DEMO_PRIME_STEPS", "JUDGE_ARCH", "build_judge_config", "build_judge_tokenizer", "build_tiny_judge",
+    "ensure_tiny_judge", "is_complete_judge", "measure_parse_rate",
 ]
 
 #: ``arch`` written into the marker file of a tiny judge build
 JUDGE_ARCH = "qwen3_judge"
+
+#: verdict-format priming steps of the demo judge (``audio_thinker.prepare`` in the tiny_cpu preset)
+DEMO_PRIME_STEPS = 80
+#: judge prompts per priming step (half consistency, half quality) and AdamW's peak learning rate
+PRIME_BATCH_SIZE = 4
+PRIME_LR = 2e-2
+#: fresh prompts the parse rate written into the marker is measured on after priming
+PRIME_EVAL_PROMPTS = 32
 
 #: Qwen3 added tokens, in id order: special ones (real ids 151643..151656) ...
 _QWEN3_SPECIALS = (
@@ -86,7 +124,163 @@ def build_judge_config(tokenizer: Any) -> Any:
     return config
 
 
-def _write(out_dir: Path, *, seed: int) -> dict[str, Any]:
+# ----------------------------------------------------------------------------------------------
+# Verdict-format priming
+# ----------------------------------------------------------------------------------------------
+
+_SOURCES = (
+    "tone", "beep", "voice", "speaker", "melody", "drum", "bird", "engine", "bell", "piano",
+    "violin", "crowd", "dog", "chord", "rhythm", "siren", "flute", "guitar", "clap", "whistle",
+)
+_ADJECTIVES = (
+    "higher", "lower", "louder", "quieter", "longer", "shorter", "faster", "slower", "brighter",
+    "closer", "sharper", "softer",
+)
+_NUMBERS = ("one", "two", "three", "four", "five", "six")
+_PLACES = ("start", "middle", "end", "first half", "second half", "background")
+_QUESTIONS = (
+    "Which {src} is {adj}?", "How many {src}s are there?", "Is the {src} {adj} or {adj2}?",
+    "What is the main sound source?", "Which sound comes first, the {src} or the {src2}?",
+    "Does the {src} get {adj} over time?", "Where in the clip is the {src} {adj}?",
+    "What plays the melody?", "Which half of the clip is {adj}?", "How many times does the {src} repeat?",
+)
+_SENTENCES = (
+    "I hear a {src} at the {place}.", "The {src} sounds {adj} than the {src2}.",
+    "There are {num} {src}s in the clip.", "So the answer is {choice}.",
+    "It is hard to tell, maybe {choice}.", "The pitch goes {dir} over time.",
+    "Let me compare the options.", "I count {num} events with silence in between.",
+    "The {src} at the {place} is {adj}.", "This rules out {choice}.", "I think it is {choice}.",
+    "The sound is steady and clear.", "There is some noise in the {place}.",
+    "The first one is {adj} and the second one is {adj2}.", "Nothing changes after the {place}.",
+    "The question asks about the {src}.", "Maybe {choice}, maybe not.",
+)
+_DIRECTIONS = ("up", "down", "up and down")
+
+
+def _synthetic_case(rng: random.Random) -> dict[str, Any]:
+    """A made-up judge case (question, choices, think, answer) of varied length and content."""
+    src, src2 = rng.sample(_SOURCES, 2)
+    adj, adj2 = rng.sample(_ADJECTIVES, 2)
+    fill = {"src": src, "src2": src2, "adj": adj, "adj2": adj2}
+    pool = rng.choice((_NUMBERS, _ADJECTIVES, _SOURCES, _PLACES, ("yes", "no"), ("the first", "the second")))
+    choices = rng.sample(pool, min(len(pool), rng.randint(2, 4)))
+    if rng.random() < 0.2:
+        choices.append("none of them")
+    sentences = []
+    for _ in range(rng.randint(0, 6)):
+        a, b = rng.sample(_ADJECTIVES, 2)
+        sentences.append(rng.choice(_SENTENCES).format(
+            src=rng.choice(_SOURCES), src2=rng.choice(_SOURCES), adj=a, adj2=b,
+            place=rng.choice(_PLACES), num=rng.choice(_NUMBERS), dir=rng.choice(_DIRECTIONS),
+            choice=rng.choice(choices)))
+    answer = rng.choice(choices) if rng.random() < 0.9 else rng.choice(_SOURCES)
+    return {"question": rng.choice(_QUESTIONS).format(**fill), "choices": choices,
+            "think": " ".join(sentences), "answer": answer}
+
+
+def _verdict_target(kind: str, rng: random.Random) -> str:
+    """A well-formed verdict line, drawn at random (it carries no judgement): `` Yes``/`` No`` or
+    `` 0.0`` .. `` 1.0``, with the newline that ends the judge's generation."""
+    if kind == "consistency":
+        return f" {rng.choice(('Yes', 'No'))}\n"
+    return f" {rng.randrange(11) / 10:.1f}\n"
+
+
+def _judge_prompts(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """``n`` (kind, prompt) pairs alternating between the two judge kinds."""
+    from audio_thinker.rewards.judge_prompts import build_judge_prompt
+
+    kinds = ("consistency", "quality")
+    return [(kinds[i % 2], build_judge_prompt(kinds[i % 2], **_synthetic_case(rng))) for i in range(n)]
+
+
+def _prime(model: Any, tokenizer: Any, *, steps: int, seed: int) -> dict[str, Any]:
+    """Teach the random judge the verdict FORMAT: AdamW on (judge prompt, random verdict) pairs.
+
+    The loss covers the verdict tokens only; their logits are computed at those positions alone
+    (the language-model head over a thousand prompt positions would dominate each step).
+    """
+    import torch
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=PRIME_LR, weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.1, 1.0 - step / steps))
+    pad = int(tokenizer.pad_token_id)
+    model.train()
+    losses: list[float] = []
+    for _ in range(steps):
+        rows = []
+        for kind, prompt in _judge_prompts(rng, PRIME_BATCH_SIZE):
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            target_ids = tokenizer(_verdict_target(kind, rng), add_special_tokens=False)["input_ids"]
+            rows.append((prompt_ids, target_ids))
+        width = max(len(p) + len(t) for p, t in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        where_b, where_t, labels = [], [], []
+        for b, (prompt_ids, target_ids) in enumerate(rows):  # right padding: positions start at 0
+            seq = prompt_ids + target_ids
+            ids[b, : len(seq)] = torch.tensor(seq)
+            mask[b, : len(seq)] = 1
+            for j, token in enumerate(target_ids):
+                where_b.append(b)
+                where_t.append(len(prompt_ids) + j - 1)  # the position that predicts ``token``
+                labels.append(token)
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = model.lm_head(hidden[torch.tensor(where_b), torch.tensor(where_t)])
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"steps": steps, "batch_size": PRIME_BATCH_SIZE, "lr": PRIME_LR,
+            "loss_first": round(losses[0], 4), "loss_last_10pct_mean": round(sum(tail) / len(tail), 4)}
+
+
+def measure_parse_rate(model: Any, tokenizer: Any, *, n: int = 32, seed: int = 0) -> dict[str, float]:
+    """Share of ``n`` fresh judge prompts (half of each kind) whose greedy continuation parses.
+
+    Generation is the judge pool's own (:func:`reward_workers.hf_worker.generate_continuations`
+    with its default parameters: greedy, 8 new tokens, stop at the end of the first line).
+    Returned: ``consistency``, ``quality`` and ``all`` (parse rates), and ``well_formed``: the
+    share whose first line is exactly a verdict of the primed form (``Yes``/``No``, ``0.0``..``1.0``).
+    """
+    from audio_thinker.rewards.judge_parsing import first_line, parse_consistency, parse_quality
+    from reward_workers.backend import GenerationParams
+    from reward_workers.hf_worker import generate_continuations
+
+    # a stream the priming never draws from (it uses ``random.Random(seed)``)
+    prompts = _judge_prompts(random.Random(f"tiny-judge-eval-{seed}"), n)
+    texts: list[str] = []
+    side = tokenizer.padding_side  # generate_continuations pads on the left; keep the saved default
+    try:
+        for i in range(0, len(prompts), 8):
+            batch = prompts[i: i + 8]
+            texts += generate_continuations(model, tokenizer, [p for _, p in batch], GenerationParams())
+    finally:
+        tokenizer.padding_side = side
+    parsers = {"consistency": parse_consistency, "quality": parse_quality}
+    forms = {"consistency": re.compile(r"Yes|No"), "quality": re.compile(r"0\.\d|1\.0")}
+    parsed: dict[str, list[bool]] = {"consistency": [], "quality": []}
+    exact = 0
+    for (kind, _), text in zip(prompts, texts):
+        parsed[kind].append(parsers[kind](text) is not None)
+        exact += bool(forms[kind].fullmatch(first_line(text)))
+    rates = {kind: round(sum(ok) / len(ok), 4) for kind, ok in parsed.items() if ok}
+    rates["all"] = round(sum(sum(ok) for ok in parsed.values()) / len(prompts), 4)
+    rates["well_formed"] = round(exact / len(prompts), 4)
+    return rates
+
+
+def _write(out_dir: Path, *, seed: int, prime_steps: int = 0) -> dict[str, Any]:
     import torch
     import transformers
     from transformers import GenerationConfig, Qwen3ForCausalLM
@@ -99,6 +293,15 @@ def _write(out_dir: Path, *, seed: int) -> dict[str, Any]:
     model = Qwen3ForCausalLM(config).to(torch.float32).eval()
     eos = config.eos_token_id
     model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    info: dict[str, Any] = {"prime_steps": prime_steps}
+    if prime_steps:
+        primed = time.perf_counter()
+        info["prime"] = _prime(model, tokenizer, steps=prime_steps, seed=seed)
+        info["prime"]["seconds"] = round(time.perf_counter() - primed, 3)
+        measured = time.perf_counter()
+        info["parse_rate"] = measure_parse_rate(model, tokenizer, n=PRIME_EVAL_PROMPTS, seed=seed)
+        info["parse_rate"]["prompts"] = PRIME_EVAL_PROMPTS
+        info["parse_rate"]["seconds"] = round(time.perf_counter() - measured, 3)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -111,11 +314,44 @@ def _write(out_dir: Path, *, seed: int) -> dict[str, Any]:
         "arch": JUDGE_ARCH, "seed": seed, "model_class": "Qwen3ForCausalLM",
         "num_parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
         "transformers_version": transformers.__version__,
-        "build_seconds": round(time.perf_counter() - started, 3),
+        "build_seconds": round(time.perf_counter() - started, 3), **info,
     }
 
 
-def _build(out_dir: str | Path, *, seed: int, keep_complete: bool) -> Path:
+def is_complete_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 0) -> bool:
+    """Whether ``out_dir`` holds a finished tiny judge built with ``seed`` and ``prime_steps``.
+
+    A marker without ``prime_steps`` (written before priming existed) counts as unprimed (0).
+    """
+    if not is_complete(out_dir, arch=JUDGE_ARCH, seed=seed):
+        return False
+    try:
+        marker = json.loads((Path(out_dir) / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("prime_steps", 0) == prime_steps
+
+
+def _install_judge(staging: Path, out_dir: Path, *, keep_complete: bool, seed: int, prime_steps: int) -> None:
+    """:func:`audio_thinker.models.tiny._install`, but a concurrent build only counts when its
+    ``prime_steps`` matches too."""
+    for _ in range(3):
+        if keep_complete and is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps):
+            return  # a concurrent builder finished first: keep theirs
+        if not _replaceable(out_dir):
+            raise FileExistsError(f"{out_dir} exists and is not a tiny-model directory: not replacing it")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        try:
+            os.replace(staging, out_dir)
+            return
+        except OSError:  # someone re-created out_dir in between: look again
+            continue
+    raise RuntimeError(f"could not move the tiny judge into {out_dir}")
+
+
+def _build(out_dir: str | Path, *, seed: int, prime_steps: int, keep_complete: bool) -> Path:
+    if prime_steps < 0:
+        raise ValueError(f"prime_steps must be >= 0, got {prime_steps!r}")
     out_dir = Path(out_dir).absolute()
     if not _replaceable(out_dir):
         raise FileExistsError(f"{out_dir} exists and is not a tiny-model directory: not replacing it")
@@ -123,24 +359,28 @@ def _build(out_dir: str | Path, *, seed: int, keep_complete: bool) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         staging.chmod(0o755)
-        info = _write(staging, seed=seed)
+        info = _write(staging, seed=seed, prime_steps=prime_steps)
         (staging / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        _install(staging, out_dir, keep_complete=keep_complete, arch=JUDGE_ARCH, seed=seed)
+        _install_judge(staging, out_dir, keep_complete=keep_complete, seed=seed, prime_steps=prime_steps)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
-def build_tiny_judge(out_dir: str | Path, *, seed: int = 0) -> Path:
-    """Build the tiny Qwen3 judge into ``out_dir`` (an older tiny build there is replaced)."""
-    return _build(out_dir, seed=seed, keep_complete=False)
+def build_tiny_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 0) -> Path:
+    """Build the tiny Qwen3 judge into ``out_dir`` (an older tiny build there is replaced).
+
+    ``prime_steps`` > 0 primes its verdict format (see the module docstring) with that many steps.
+    """
+    return _build(out_dir, seed=seed, prime_steps=prime_steps, keep_complete=False)
 
 
-def ensure_tiny_judge(out_dir: str | Path, *, seed: int = 0) -> Path:
-    """``out_dir`` if it holds a complete tiny judge with ``seed``; else build it (concurrency-safe)."""
-    if is_complete(out_dir, arch=JUDGE_ARCH, seed=seed):
+def ensure_tiny_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 0) -> Path:
+    """``out_dir`` if it holds a complete tiny judge with ``seed`` and ``prime_steps``; else build
+    it (concurrency-safe)."""
+    if is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps):
         return Path(out_dir).absolute()
-    return _build(out_dir, seed=seed, keep_complete=True)
+    return _build(out_dir, seed=seed, prime_steps=prime_steps, keep_complete=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,16 +390,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Build a tiny random judge of the Qwen3-8B-Base architecture (offline).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--seed", type=int, default=0, help="weight-init seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="weight-init and priming seed (default 0)")
+    parser.add_argument("--prime-steps", type=int, default=0, metavar="N",
+                        help=f"verdict-format priming steps (default 0: random judge; the demo uses "
+                             f"{DEMO_PRIME_STEPS})")
     args = parser.parse_args(argv)
+    if args.prime_steps < 0:
+        parser.error("--prime-steps must be >= 0")
     try:
-        out = build_tiny_judge(args.out, seed=args.seed)
+        out = build_tiny_judge(args.out, seed=args.seed, prime_steps=args.prime_steps)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     info = json.loads((out / MARKER).read_text())
     print(f"{JUDGE_ARCH}: {info['num_parameters']} parameters, vocab {info['vocab_size']}, "
           f"built in {info['build_seconds']} s -> {out}")
+    if info.get("prime_steps"):
+        rate = info["parse_rate"]
+        print(f"primed {info['prime_steps']} steps in {info['prime']['seconds']} s; greedy verdicts parse on "
+              f"{rate['all']:.0%} of {rate['prompts']} fresh prompts (consistency {rate['consistency']:.0%}, "
+              f"quality {rate['quality']:.0%})")
     return 0
 
 
