@@ -53,7 +53,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -481,20 +481,32 @@ def _replaceable(out_dir: Path) -> bool:
     return MARKER in names or names <= _OUTPUT_NAMES
 
 
-def _install(staging: Path, out_dir: Path, *, keep_complete: bool, arch: str, seed: int) -> None:
-    """Rename the finished ``staging`` directory to ``out_dir`` (replacing an older build)."""
+def install_dir(staging: Path, out_dir: Path, *, done: Callable[[], bool], replaceable: Callable[[Path], bool],
+                what: str) -> None:
+    """Rename the finished ``staging`` directory to ``out_dir`` (replacing an older build).
+
+    ``done()`` says that a concurrent builder already installed an acceptable build (it is kept);
+    ``replaceable(out_dir)`` guards against deleting a directory this tool did not write.
+    Shared by the tiny models, the tiny judge and the format warm-start.
+    """
     for _ in range(3):
-        if keep_complete and is_complete(out_dir, arch=arch, seed=seed):
+        if done():
             return  # a concurrent builder finished first: keep theirs
-        if not _replaceable(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a tiny-model directory: not replacing it")
+        if not replaceable(out_dir):
+            raise FileExistsError(f"{out_dir} exists and is not a {what} directory: not replacing it")
         shutil.rmtree(out_dir, ignore_errors=True)
         try:
             os.replace(staging, out_dir)
             return
         except OSError:  # someone re-created out_dir in between: look again
             continue
-    raise RuntimeError(f"could not move the tiny model into {out_dir}")
+    raise RuntimeError(f"could not move the {what} into {out_dir}")
+
+
+def _install(staging: Path, out_dir: Path, *, keep_complete: bool, arch: str, seed: int) -> None:
+    """:func:`install_dir` for a tiny model of ``arch`` / ``seed``."""
+    install_dir(staging, out_dir, done=lambda: keep_complete and is_complete(out_dir, arch=arch, seed=seed),
+                replaceable=_replaceable, what="tiny-model")
 
 
 def _build(arch: str, out_dir: str | Path, *, seed: int, keep_complete: bool) -> Path:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
@@ -59,7 +58,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.models.tiny import MARKER, _replaceable, _train_bpe, is_complete, token_ids
+from audio_thinker.models.tiny import MARKER, _replaceable, _train_bpe, install_dir, is_complete, token_ids
 
 __all__ = [
     "DEMO_PRIME_STEPS", "JUDGE_ARCH", "build_judge_config", "build_judge_tokenizer", "build_tiny_judge",
@@ -333,20 +332,11 @@ def is_complete_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 
 
 
 def _install_judge(staging: Path, out_dir: Path, *, keep_complete: bool, seed: int, prime_steps: int) -> None:
-    """:func:`audio_thinker.models.tiny._install`, but a concurrent build only counts when its
+    """:func:`audio_thinker.models.tiny.install_dir`; a concurrent build only counts when its
     ``prime_steps`` matches too."""
-    for _ in range(3):
-        if keep_complete and is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps):
-            return  # a concurrent builder finished first: keep theirs
-        if not _replaceable(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a tiny-model directory: not replacing it")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        try:
-            os.replace(staging, out_dir)
-            return
-        except OSError:  # someone re-created out_dir in between: look again
-            continue
-    raise RuntimeError(f"could not move the tiny judge into {out_dir}")
+    install_dir(staging, out_dir,
+                done=lambda: keep_complete and is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps),
+                replaceable=_replaceable, what="tiny-model")
 
 
 def _build(out_dir: str | Path, *, seed: int, prime_steps: int, keep_complete: bool) -> Path:

@@ -63,7 +63,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
@@ -618,18 +617,8 @@ def _install(staging: Path, out_dir: Path, *, keep: Mapping[str, Any] | None) ->
     With ``keep`` (a fingerprint), an output that a concurrent run finished first with the same
     fingerprint is kept instead.
     """
-    for _ in range(3):
-        if keep is not None and is_complete(out_dir, keep):
-            return
-        if not _replaceable(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a warm-start output: not replacing it")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        try:
-            os.replace(staging, out_dir)
-            return
-        except OSError:  # someone re-created out_dir in between: look again
-            continue
-    raise RuntimeError(f"could not move the primed model into {out_dir}")
+    tiny.install_dir(staging, out_dir, done=lambda: keep is not None and is_complete(out_dir, keep),
+                     replaceable=_replaceable, what="warm-start output")
 
 
 # ----------------------------------------------------------------------------------------------
