@@ -186,9 +186,14 @@ def _is_instance(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
-def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+def _key(root: str, path: str, name: str = "") -> str:
+    return ".".join(part for part in (root, path.strip("."), name) if part)
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str, root: str = "audio_thinker") -> Any:
+    """``cls`` from ``data``: unknown keys and wrong types raise :class:`ConfigError` naming ``{root}{path}.key``."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"audio_thinker{path} must be a mapping, got {data!r}")
+        raise ConfigError(f"{_key(root, path)} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in fields]
@@ -197,16 +202,16 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean {path[1:] + '.' if path else ''}{close[0]}?" if close else ""
         raise ConfigError(
-            f"unknown key audio_thinker{path}.{key}{hint} Known keys: {', '.join(fields)}"
+            f"unknown key {_key(root, path, key)}{hint} Known keys: {', '.join(fields)}"
         )
     kwargs = {}
     for name, value in data.items():
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
-            kwargs[name] = _build(annotation, value, f"{path}.{name}")
+            kwargs[name] = _build(annotation, value, f"{path}.{name}", root)
         elif not _is_instance(value, annotation):
             raise ConfigError(
-                f"audio_thinker{path}.{name}={value!r} has the wrong type: expected "
+                f"{_key(root, path, name)}={value!r} has the wrong type: expected "
                 f"{getattr(annotation, '__name__', annotation)}"
             )
         else:

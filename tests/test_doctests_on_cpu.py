@@ -15,6 +15,14 @@ PURE_MODULES = [
     "audio_thinker.rewards.combine",
     "audio_thinker.rewards.metrics",
     "audio_thinker.eval.scoring",
+    "audio_thinker.eval.items",
+    "audio_thinker.eval.records",
+    "audio_thinker.eval.official",
+    "audio_thinker.eval.tables",
+    "audio_thinker.eval.thinking",
+    "audio_thinker.eval.generate",
+    "audio_thinker.eval.vllm_generate",
+    "audio_thinker.data.rows",
 ]
 
 

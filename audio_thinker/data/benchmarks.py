@@ -107,6 +107,8 @@ class BenchmarkItem:
     choices: tuple[str, ...]
     answer: str | None
     groups: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: the metadata row exactly as read (official prediction files are this row plus one key)
+    row: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     @property
     def answer_index(self) -> int | None:
@@ -414,6 +416,7 @@ def _row_to_item(
         choices=tuple(parsed.choices),
         answer=parsed.answer,
         groups=groups,
+        row=row,
     )
 
 

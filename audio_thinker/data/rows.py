@@ -23,6 +23,7 @@ The prompt text is built from a named template (:mod:`audio_thinker.prompts`), s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,32 @@ def build_prompt_messages(
     return [
         {"role": "user", "content": AUDIO_PLACEHOLDER + build_user_prompt(question, choices, mode=mode)}
     ]
+
+
+def inline_audio(messages: Sequence[dict[str, Any]], audios: Sequence[Any]) -> list[dict[str, Any]]:
+    """``messages`` with each ``<audio>`` placeholder replaced by ``{"type": "audio", "audio": clip}``.
+
+    The text around a placeholder becomes ``{"type": "text", ...}`` items, as verl's
+    ``RLHFDataset._build_messages`` does; the result is what a processor's chat template renders.
+
+    >>> inline_audio([{"role": "user", "content": "<audio>Loud?"}], ["clip"])
+    [{'role': 'user', 'content': [{'type': 'audio', 'audio': 'clip'}, {'type': 'text', 'text': 'Loud?'}]}]
+    """
+    pending = list(audios)
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        content: list[dict[str, Any]] = []
+        for segment in re.split(f"({re.escape(AUDIO_PLACEHOLDER)})", str(message["content"])):
+            if segment == AUDIO_PLACEHOLDER:
+                if not pending:
+                    raise ValueError("more <audio> placeholders than audios")
+                content.append({"type": "audio", "audio": pending.pop(0)})
+            elif segment:
+                content.append({"type": "text", "text": segment})
+        out.append({"role": message["role"], "content": content})
+    if pending:
+        raise ValueError(f"{len(pending)} audios without an <audio> placeholder")
+    return out
 
 
 def with_prompt_mode(row: dict[str, Any], mode: str | PromptMode) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Official benchmark verdicts, per-item results and both accuracy figures (DESIGN.md section 5).
 
-* MMAU and MMAR: :func:`mmau_string_match` is the ``string_match`` of the official MMAU
+* MMAU, MMAR (and the synthetic set): :func:`mmau_string_match` is the ``string_match`` of the official MMAU
   ``evaluation.py`` and MMAR evaluation script, rule for rule. The official scripts skip items
   without a prediction key (MMAU ``model_output``, MMAR ``answer_prediction``) and crash on a
   null one; here both are a *missing* prediction (``None``). An empty string is a prediction
@@ -31,11 +31,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from audio_thinker.data.benchmarks import AIR_BENCH, AIR_BENCH_LETTERS, BENCHMARKS, MMAR, MMAU
+from audio_thinker.data.benchmarks import AIR_BENCH, AIR_BENCH_LETTERS, MMAR, MMAU
+from audio_thinker.eval.items import EVAL_BENCHMARKS, SYNTHETIC
 
 _WORD = re.compile(r"\b\w+\b")
-#: Benchmarks scored with the official string match; AIR-Bench is scored by letter.
-STRING_MATCH_BENCHMARKS: tuple[str, ...] = (MMAU, MMAR)
+#: Benchmarks scored with the official MMAU string match (the synthetic set too); AIR-Bench by letter.
+STRING_MATCH_BENCHMARKS: tuple[str, ...] = (MMAU, MMAR, SYNTHETIC)
 
 
 def official_tokens(text: str) -> frozenset[str]:
@@ -191,8 +192,8 @@ def score_item(
     >>> r.correct, r.unparsed, r.counted_officially
     (False, True, False)
     """
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
+    if benchmark not in EVAL_BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(EVAL_BENCHMARKS)}")
     if answer is None:
         raise ValueError(f"item {item_id!r} has no gold answer (hidden test split?): cannot score")
     groups = dict(groups or {})

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.data.rows import AUDIO_PLACEHOLDER, build_prompt_messages
+from audio_thinker.data.rows import build_prompt_messages, inline_audio
 from audio_thinker.models import tiny
 from audio_thinker.prompts import PromptMode
 from audio_thinker.rewards.combine import score_response
@@ -253,22 +253,7 @@ def chat_messages(row: Mapping[str, Any], audios: Sequence[Any]) -> list[dict[st
     items, like verl's ``RLHFDataset._build_messages``.
     """
     info = row["extra_info"]
-    messages = build_prompt_messages(info["question"], info["choices"], mode=PROMPT_MODE)
-    pending = list(audios)
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        content: list[dict[str, Any]] = []
-        for segment in re.split(f"({re.escape(AUDIO_PLACEHOLDER)})", message["content"]):
-            if segment == AUDIO_PLACEHOLDER:
-                if not pending:
-                    raise ValueError("more <audio> placeholders than audios")
-                content.append({"type": "audio", "audio": pending.pop(0)})
-            elif segment:
-                content.append({"type": "text", "text": segment})
-        out.append({"role": message["role"], "content": content})
-    if pending:
-        raise ValueError(f"{len(pending)} audios without an <audio> placeholder")
-    return out
+    return inline_audio(build_prompt_messages(info["question"], info["choices"], mode=PROMPT_MODE), audios)
 
 
 @dataclass

@@ -55,6 +55,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.profiler import marked_timer
 
 from audio_thinker.config import AudioThinkerConfig, anneal_steps, load_config
+from audio_thinker.eval.thinking import think_metrics
 from audio_thinker.rewards.combine import RewardBreakdown, RewardMode, compute_rewards
 from audio_thinker.rewards.metrics import compute_step_metrics
 from audio_thinker.verl_ext.reward_manager import (
@@ -164,6 +165,24 @@ def build_rm_scores(row_rewards: Sequence[float], response_lengths: Sequence[int
     return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
 
 
+def validation_think_metrics(infos: Mapping[str, Sequence[Any]], *, prefix: str) -> dict[str, float]:
+    """Think-rate metrics of validation responses from verl's ``reward_extra_infos_dict`` (column lists).
+
+    Reads our reward manager's ``mode``, ``acc`` and ``difficulty`` columns; responses without a
+    mode (another reward manager's rows) are left out. Same analysis as the evaluation CLI
+    (:func:`audio_thinker.eval.thinking.think_metrics`).
+    """
+    modes, accs, difficulties = (list(infos.get(key) or []) for key in ("mode", "acc", "difficulty"))
+    if not modes:
+        return {}
+    n = len(modes)
+    accs = accs + [0.0] * (n - len(accs))
+    difficulties = difficulties + [None] * (n - len(difficulties))
+    keep = [i for i, mode in enumerate(modes) if mode is not None]
+    return think_metrics([str(modes[i]) for i in keep], [float(accs[i] or 0.0) for i in keep],
+                         [difficulties[i] for i in keep], prefix=prefix)
+
+
 def read_row_infos(data: Any, n: int) -> list[dict | None]:
     """Each row's ResponseInfo from ``extra_fields["reward_extra_info"]``, else from top-level fields."""
     extra = _as_list(data["extra_fields"]) if "extra_fields" in data.keys() else [None] * n
@@ -257,6 +276,16 @@ class AudioThinkerTrainer(PPOTrainerSync):
         metrics = super()._validate(*args, **kwargs)
         if metrics is not None:
             metrics.update(self._judge_metrics("val-aux/" + METRIC_PREFIX))
+        return metrics
+
+    def _val_metrics_update(self, data_sources, sample_uids, reward_extra_infos_dict, sample_turns,
+                            *args: Any, **kwargs: Any) -> dict[str, float]:
+        """verl's validation metrics plus ours (:func:`validation_think_metrics`): think rate overall and by
+        difficulty, accuracy by mode, under ``val-aux/audio_thinker/`` (the evaluation CLI's analysis)."""
+        metrics = super()._val_metrics_update(
+            data_sources, sample_uids, reward_extra_infos_dict, sample_turns, *args, **kwargs
+        )
+        metrics.update(validation_think_metrics(reward_extra_infos_dict, prefix="val-aux/" + METRIC_PREFIX))
         return metrics
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:

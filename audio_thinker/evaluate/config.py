@@ -1,0 +1,158 @@
+"""The evaluation config (``conf/evaluate.yaml``): one typed schema, checked before any work starts.
+
+Every key, its default and meaning is a field comment below; :func:`load_eval_config` rejects
+unknown keys (with a did-you-mean), wrong types and bad values with a message saying how to fix
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio_thinker.config import AudioSection, ConfigError, PrepareSection, _build, _check_audio
+from audio_thinker.eval.generate import GenerationOptions
+from audio_thinker.eval.items import EVAL_BENCHMARKS, eval_benchmark_name
+from audio_thinker.eval.vllm_generate import VLLMOptions
+from audio_thinker.prompts import PromptMode
+
+BACKENDS = ("auto", "hf", "vllm")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    #: a Hugging Face model directory, a verl run directory (its latest checkpoint), or a verl
+    #: checkpoint (global_step_N or global_step_N/actor), merged with verl's model merger
+    path: str = "models/tiny_qwen2_audio_primed"
+    #: where a verl checkpoint is merged (default <actor>/merged_hf; reused while current)
+    merged_dir: str | None = None
+    #: the name this model gets in tables and in `compare` (default: derived from the path)
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkSection:
+    #: mmau | mmar | air-bench-foundation | synthetic
+    name: str = "synthetic"
+    #: the metadata file: MMAU test-mini JSON, MMAR-meta.json(l), AIR-Bench Foundation_meta.json,
+    #: or a parquet of the training schema for synthetic
+    meta: str = "data/synthetic/val.parquet"
+    #: folder the metadata's audio paths are relative to (default: the metadata file's folder)
+    audio_root: str | None = None
+    #: a version label shown in results (e.g. v05.15.25 for MMAU test-mini); free text
+    version: str | None = None
+    #: evaluate only the first N items (null: all)
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationSection:
+    #: new tokens per response
+    max_new_tokens: int = 512
+    #: 0 = greedy (default); > 0 samples
+    temperature: float = 0.0
+    top_p: float = 1.0
+    #: <= 0 disables top-k
+    top_k: int = -1
+    seed: int = 0
+    #: prompts per generation call (CPU batch size; vLLM submission chunk)
+    batch_size: int = 8
+
+    def to_options(self) -> GenerationOptions:
+        return GenerationOptions(self.max_new_tokens, self.temperature, self.top_p, self.top_k, self.seed,
+                                 self.batch_size)
+
+
+@dataclass(frozen=True)
+class HFSection:
+    #: torch device for the transformers backend (cpu, cuda, cuda:1)
+    device: str = "cpu"
+    #: float32 | bfloat16 | float16 | auto (the checkpoint's dtype)
+    dtype: str = "float32"
+    #: sdpa | eager
+    attn_implementation: str = "sdpa"
+    #: torch CPU threads (null: torch's default)
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class VLLMSection:
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 8192
+    max_num_seqs: int = 64
+    dtype: str = "bfloat16"
+    enforce_eager: bool = False
+
+    def to_options(self) -> VLLMOptions:
+        return VLLMOptions(self.tensor_parallel_size, self.gpu_memory_utilization, self.max_model_len,
+                           self.max_num_seqs, self.dtype, self.enforce_eager)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
+    #: adaptive | think | direct: the instruction the prompt carries (as in training)
+    prompt_mode: str = "adaptive"
+    #: auto (vllm when CUDA and vLLM are available, else hf) | hf (transformers) | vllm
+    backend: str = "auto"
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    hf: HFSection = field(default_factory=HFSection)
+    vllm: VLLMSection = field(default_factory=VLLMSection)
+    audio: AudioSection = field(default_factory=AudioSection)
+    #: the run directory (records, predictions, results, tables, plot); re-running with the same
+    #: directory resumes: items already in records.jsonl are not generated again
+    output_dir: str | None = None
+    #: resume an existing run directory (false: refuse to touch a directory with records)
+    resume: bool = True
+    #: build the embedded default's data/models when missing (as main_grpo does)
+    prepare: PrepareSection = field(default_factory=PrepareSection)
+    #: show progress bars
+    progress: bool = True
+
+
+def _fail(key: str, value: Any, valid: list[str] | tuple[str, ...]) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not valid; use one of: {', '.join(valid)} (e.g. {key}={valid[0]})")
+
+
+def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
+    """Validate the composed evaluation config (a mapping or an OmegaConf node)."""
+    if not isinstance(section, Mapping):
+        from omegaconf import OmegaConf
+
+        section = OmegaConf.to_container(section, resolve=True)
+    data = {k: v for k, v in dict(section).items() if k != "hydra"}
+    cfg: EvalConfig = _build(EvalConfig, data, "", root="")
+    try:
+        name = eval_benchmark_name(cfg.benchmark.name)
+    except ValueError:
+        raise _fail("benchmark.name", cfg.benchmark.name, EVAL_BENCHMARKS) from None
+    if name != cfg.benchmark.name:
+        cfg = _replace(cfg, benchmark=_replace(cfg.benchmark, name=name))
+    modes = [m.value for m in PromptMode]
+    if cfg.prompt_mode not in modes:
+        raise _fail("prompt_mode", cfg.prompt_mode, modes)
+    if cfg.backend not in BACKENDS:
+        raise _fail("backend", cfg.backend, BACKENDS)
+    if cfg.hf.dtype not in ("float32", "bfloat16", "float16", "auto"):
+        raise _fail("hf.dtype", cfg.hf.dtype, ("float32", "bfloat16", "float16", "auto"))
+    if cfg.benchmark.limit is not None and cfg.benchmark.limit <= 0:
+        raise ConfigError(f"benchmark.limit={cfg.benchmark.limit}: use a positive number of items, or null for all")
+    try:
+        cfg.generation.to_options()
+        cfg.vllm.to_options()
+    except ValueError as error:
+        raise ConfigError(f"generation: {error}") from None
+    try:
+        _check_audio(cfg.audio)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("audio_thinker.audio", "audio")) from None
+    return cfg
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
