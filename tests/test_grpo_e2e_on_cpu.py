@@ -119,6 +119,12 @@ def test_every_training_step_logged_the_summary_metrics(runs):
             assert data[key] > 0, (step, key)
     val = series(history, "val-core/synthetic_aqa/acc/mean@1")
     assert [s for s, _ in val] == [0, STEPS], "validation before training and at the last step"
+    for step in (0, STEPS):  # our validation metrics: think rate overall and by difficulty
+        data = history[step]
+        rates = [data["val-aux/" + P + k] for k in ("think_rate", "no_think_rate", "malformed_rate")]
+        assert sum(rates) == pytest.approx(1.0), (step, rates)
+        by_difficulty = [k for k in data if k.startswith("val-aux/" + P + "think_rate/difficulty/")]
+        assert by_difficulty, f"no validation think rate per difficulty at step {step}"
     summary = runs["first"].stdout
     for line in ("== audio-thinker summary: e2e ==", "training steps logged: 1..3", "by difficulty",
                  "lambda (think ratio)", "gamma think", "validation val-core/synthetic_aqa/acc/mean@1",
@@ -197,3 +203,29 @@ def test_resume_continues_from_the_checkpoint_with_the_same_data(runs):
     assert not (runs["dumps_resumed"] / "1.jsonl").exists() and not (runs["dumps_resumed"] / "2.jsonl").exists()
     assert _prompts(runs["dumps_resumed"], STEPS) == _prompts(runs["dumps_full"], STEPS)
     assert _prompts(runs["dumps_full"], STEPS) != _prompts(runs["dumps_full"], 2), "batches must differ"
+
+
+def test_evaluate_the_trained_checkpoint(runs, tmp_path):
+    """``python -m audio_thinker.evaluate model.path=<run dir>`` merges the latest verl checkpoint with
+    verl's model merger and evaluates it; the merged weights are the checkpoint's (in bf16)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "eval"
+    command = [
+        sys.executable, "-m", "audio_thinker.evaluate", f"model.path={runs['full']}",
+        f"benchmark.meta={runs['data'] / 'val.parquet'}", "benchmark.limit=4", "generation.max_new_tokens=8",
+        f"output_dir={out}", "progress=false", "prepare.synthetic_data=null", "prepare.tiny_model=null",
+        "prepare.primed_model=null",
+    ]
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads((out / "results.json").read_text())["run"]
+    assert run["model_source"] == "verl" and run["checkpoint_step"] == STEPS and run["label"] == f"full-step{STEPS}"
+    merged_dir = runs["full"] / f"global_step_{STEPS}" / "actor" / "merged_hf"
+    assert Path(run["model_dir"]) == merged_dir
+    merged = load_file(str(merged_dir / "model.safetensors"))
+    trained = _actor_state(runs["full"] / f"global_step_{STEPS}")
+    assert set(merged) == set(trained)
+    for key, tensor in trained.items():
+        assert torch.equal(merged[key], tensor.to(torch.bfloat16)), key

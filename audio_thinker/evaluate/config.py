@@ -14,7 +14,7 @@ from typing import Any
 from audio_thinker.config import AudioSection, ConfigError, PrepareSection, _build, _check_audio
 from audio_thinker.eval.generate import GenerationOptions
 from audio_thinker.eval.items import EVAL_BENCHMARKS, eval_benchmark_name
-from audio_thinker.eval.vllm_generate import VLLMOptions
+from audio_thinker.eval.vllm_generate import VLLMOptions, engine_kwargs
 from audio_thinker.prompts import PromptMode
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -142,9 +142,12 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
         raise ConfigError(f"benchmark.limit={cfg.benchmark.limit}: use a positive number of items, or null for all")
     try:
         cfg.generation.to_options()
-        cfg.vllm.to_options()
     except ValueError as error:
         raise ConfigError(f"generation: {error}") from None
+    try:  # VLLMOptions itself does not validate; engine_kwargs does (its messages name vllm.<key>)
+        engine_kwargs(cfg.model.path, cfg.vllm.to_options())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     try:
         _check_audio(cfg.audio)
     except ConfigError as error:
