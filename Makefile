@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # extra hydra overrides for `make demo`, e.g. ARGS="trainer.total_training_steps=40"
 ARGS ?=
 
-.PHONY: venv system-deps test demo bench bench-step clean-venv
+.PHONY: venv system-deps test demo eval bench bench-step bench-eval clean-venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ test: venv system-deps
 demo: venv system-deps
 	$(BIN)/python -m audio_thinker.main_grpo backbone=tiny_cpu $(ARGS)
 
+# evaluate a model on a benchmark (default: the demo's tiny model on the synthetic val set), e.g.
+# make eval ARGS="model.path=checkpoints/tiny_cpu"
+eval: venv system-deps
+	$(BIN)/python -m audio_thinker.evaluate $(ARGS)
+
 bench: venv
 	$(BIN)/python benchmarks/bench_rewards.py
 	$(BIN)/python benchmarks/bench_data.py
@@ -43,6 +48,10 @@ bench: venv
 # 100 GRPO steps of the embedded default: per-stage step time, tokens/s, learning curve (~15 min)
 bench-step: venv system-deps
 	$(BIN)/python benchmarks/bench_step.py --steps 100 $(ARGS)
+
+# evaluation items/s on CPU, batch sizes 1 and 8 (synthetic val set, tiny model)
+bench-eval: venv system-deps
+	$(BIN)/python benchmarks/bench_eval.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -58,6 +58,15 @@ QUESTIONS = (
 # ------------------------------------------------------------------------------------ fixtures
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny model gains nothing from threads, and on a busy 2-core machine they cost ~5x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     from audio_thinker.models.tiny import ensure_tiny_model
@@ -233,7 +242,7 @@ def test_placeholders_are_suppressed_even_when_favoured(generator, prompts, gree
         boosted = generator.generate(prompts)
         saved, generator.suppressed = generator.suppressed, []
         try:
-            unsuppressed = generator.generate(prompts)
+            unsuppressed = generator.generate(prompts[:2])
         finally:
             generator.suppressed = saved
     finally:
@@ -254,7 +263,7 @@ def test_stop_token_ends_generation(generator, prompts):
 
 def test_sampling_reproduces_with_the_same_seed(tiny_dir, prompts, greedy):
     def sample(seed: int, calls: int = 1) -> list[list[Generated]]:
-        options = GenerationOptions(max_new_tokens=16, temperature=1.0, top_k=50, seed=seed)
+        options = GenerationOptions(max_new_tokens=12, temperature=1.0, top_k=50, seed=seed)
         gen = HFGenerator(str(tiny_dir), options)
         try:
             return [gen.generate(prompts) for _ in range(calls)]
@@ -266,7 +275,7 @@ def test_sampling_reproduces_with_the_same_seed(tiny_dir, prompts, greedy):
     assert second != first  # each call draws from its own seed
     assert sample(8)[0] != first
     for result in first:
-        assert result.error is None and result.n_tokens <= 16 + 1
+        assert result.error is None and result.n_tokens <= 12
         assert not any(t in result.text for t in PLACEHOLDERS)
 
 
@@ -532,7 +541,8 @@ def test_load_eval_config_defaults():
     ({"model": "some/path"}, ["model must be a mapping"]),
     ({"prompt_mode": "chatty"}, ["prompt_mode='chatty'", "adaptive, think, direct"]),
     ({"backend": "tpu"}, ["backend='tpu'", "auto, hf, vllm"]),
-    ({"benchmark": {"name": "mmlu"}}, ["benchmark.name='mmlu'", "mmau, mmar, air-bench-foundation, synthetic"]),
+    ({"benchmark": {"name": "mmlu"}},
+     ["benchmark.name='mmlu'", "mmau, mmar, air-bench-foundation, synthetic"]),
     ({"benchmark": {"limit": 0}}, ["benchmark.limit=0"]),
     ({"generation": {"temperature": -1}}, ["temperature must be >= 0"]),
     ({"hf": {"dtype": "int8"}}, ["hf.dtype='int8'", "float32, bfloat16, float16, auto"]),
@@ -654,7 +664,8 @@ def test_read_records(tmp_path):
     first = make_record(items[0], None, prompt_mode="think", error="generation_error: boom")
     second = make_record(items[0], "<think>barking</think><answer>dog</answer>", prompt_mode="think",
                          n_tokens=9, finish_reason="stop")
-    other = make_record(items[1], "<answer>cat</answer>", prompt_mode="think", n_tokens=4, finish_reason="stop")
+    other = make_record(items[1], "<answer>cat</answer>", prompt_mode="think", n_tokens=4,
+                        finish_reason="stop")
     lines = [json.dumps(r.to_json()) for r in (first, other, second)]
     half = lines[-1][: len(lines[-1]) // 2]
     path = tmp_path / "records.jsonl"
