@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # extra hydra overrides for `make demo`, e.g. ARGS="trainer.total_training_steps=40"
 ARGS ?=
 
-.PHONY: venv system-deps test demo eval bench bench-step bench-eval clean-venv
+.PHONY: venv system-deps test test-recipes demo eval bench bench-step bench-eval clean-venv
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ system-deps:
 
 test: venv system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# one training step of every tiny_cpu GRPO recipe (make test runs two of them; ~6-8 min on 2 cores)
+test-recipes: venv system-deps
+	$(BIN)/python -m pytest -m recipes tests/test_recipes_on_cpu.py
 
 # GRPO through verl's own trainer on CPU: tiny Qwen2-Audio, synthetic audio (built if missing), 20 steps
 demo: venv system-deps
