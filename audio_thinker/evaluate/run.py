@@ -289,7 +289,9 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
     if any((prepare.synthetic_data, prepare.tiny_model, prepare.primed_model)):
         from audio_thinker.main_grpo import prepare as build_missing
 
-        build_missing(prepare, prompt_mode=cfg.prompt_mode)
+        # the demo's data and warm-start (adaptive rows): evaluation rebuilds every prompt for its own
+        # mode from the rows' question and choices, so the rows' mode never matters here
+        build_missing(prepare, prompt_mode="adaptive")
 
     resolved = resolve_model(cfg.model.path, merged_dir=cfg.model.merged_dir)
     label = model_label(cfg, resolved)
