@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # extra hydra overrides for `make demo`, e.g. ARGS="trainer.total_training_steps=40"
 ARGS ?=
 
-.PHONY: venv system-deps test test-recipes demo eval bench bench-step bench-eval clean-venv
+.PHONY: venv system-deps test test-recipes demo launch-local eval bench bench-step bench-eval clean-venv
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ test-recipes: venv system-deps
 # GRPO through verl's own trainer on CPU: tiny Qwen2-Audio, synthetic audio (built if missing), 20 steps
 demo: venv system-deps
 	$(BIN)/python -m audio_thinker.main_grpo backbone=tiny_cpu $(ARGS)
+
+# the demo as a Ray job on a private local Ray cluster (started, used and stopped by launch/local.py)
+launch-local: venv system-deps
+	$(BIN)/python launch/local.py -- backbone=tiny_cpu $(ARGS)
 
 # evaluate a model on a benchmark (default: the demo's tiny model on the synthetic val set), e.g.
 # make eval ARGS="model.path=checkpoints/tiny_cpu"
