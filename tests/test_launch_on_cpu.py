@@ -94,8 +94,7 @@ def test_overrides_after_double_dash_reach_the_entry_point_unchanged():
 
 
 def test_recipe_expands_to_its_entry_and_overrides_then_the_users():
-    if not (REPO / "recipes" / f"{RECIPE}.yaml").is_file():
-        pytest.skip(f"recipes/{RECIPE}.yaml not there")
+    assert (REPO / "recipes" / f"{RECIPE}.yaml").is_file(), f"recipes/{RECIPE}.yaml is missing"
     data = yaml.safe_load((REPO / "recipes" / f"{RECIPE}.yaml").read_text())
     entry, recipe_overrides, extra = submit.recipe_command(RECIPE, ["trainer.total_training_steps=1"])
     assert entry == data["entry"] and recipe_overrides == data["overrides"]

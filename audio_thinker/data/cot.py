@@ -62,7 +62,13 @@ from typing import Any, Protocol
 
 from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, AudioTruncatedWarning, load_audio
 from audio_thinker.data.rows import AUDIO_PLACEHOLDER, inline_audio, validate_row, with_prompt_mode
-from audio_thinker.eval.generate import Generated, GenerationOptions, PromptInput
+from audio_thinker.eval.generate import (
+    Generated,
+    GenerationOptions,
+    PromptInput,
+    decode_response,
+    generate_isolating,
+)
 from audio_thinker.prompts import (
     CAPTION_TEMPLATE,
     COT_GENERATION_TEMPLATE,
@@ -532,8 +538,6 @@ class HFTextGenerator:
     def _generate_batch(self, prompts: Sequence[str]) -> list[Generated]:
         import torch
 
-        from audio_thinker.eval.generate import cut_response
-
         encoded = [_encode(self.tokenizer, p) for p in prompts]
         width = max(len(ids) for ids in encoded)
         ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
@@ -553,24 +557,12 @@ class HFTextGenerator:
         with torch.no_grad():
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                       **kwargs)
-        results = []
-        for new in out[:, width:].tolist():
-            kept, reason = cut_response(new, self.stop_ids, self.pad_id)
-            text = self.tokenizer.decode(kept, skip_special_tokens=False)
-            results.append(Generated(text, len(kept) + (reason == "stop"), reason))
-        return results
+        return [decode_response(self.tokenizer, new, self.stop_ids, self.pad_id)
+                for new in out[:, width:].tolist()]
 
     def generate(self, prompts: Sequence[str]) -> list[Generated]:
-        if not prompts:
-            return []
-        try:
-            return self._generate_batch(prompts)
-        except Exception as error:  # isolate the prompt that breaks the batch
-            if len(prompts) == 1:
-                logger.warning("rationale generation failed: %r", error)
-                return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]
-            logger.warning("batch of %d failed (%r); retrying one prompt at a time", len(prompts), error)
-            return [result for prompt in prompts for result in self.generate([prompt])]
+        """One result per prompt; a failing batch is retried one prompt at a time."""
+        return generate_isolating(self._generate_batch, prompts)
 
     def close(self) -> None:
         self.model = None
@@ -601,15 +593,14 @@ class VLLMTextGenerator:
         self.sampling = vllm.SamplingParams(**sampling_kwargs(options, sorted(self.stop_ids)))
 
     def generate(self, prompts: Sequence[str]) -> list[Generated]:
+        """One result per prompt; a failing chunk is retried one prompt at a time."""
+        return generate_isolating(self._generate_batch, prompts)
+
+    def _generate_batch(self, prompts: Sequence[str]) -> list[Generated]:
         from audio_thinker.eval.vllm_generate import finish
 
         requests = [{"prompt_token_ids": _encode(self.tokenizer, p)} for p in prompts]
-        try:
-            outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
-        except Exception as error:  # one bad prompt must not lose the chunk
-            if len(prompts) == 1:
-                return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]
-            return [result for prompt in prompts for result in self.generate([prompt])]
+        outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
         decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
         return [finish(list(o.outputs[0].token_ids), self.stop_ids, self.pad_id, decode,
                        self.options.max_new_tokens) for o in outputs]

@@ -21,7 +21,7 @@ generation stopped (``stop``) or hit ``max_new_tokens`` (``length``), or an ``er
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,6 +133,29 @@ def cut_response(ids: Sequence[int], stop_ids: set[int], pad_id: int | None) -> 
     return kept, "length"
 
 
+def decode_response(tokenizer: Any, ids: Sequence[int], stop_ids: set[int], pad_id: int | None) -> Generated:
+    """Generated ids as a :class:`Generated`: cut at the first stop id, special tokens kept."""
+    kept, reason = cut_response(ids, stop_ids, pad_id)
+    return Generated(tokenizer.decode(kept, skip_special_tokens=False), len(kept) + (reason == "stop"), reason)
+
+
+def generate_isolating(
+    generate_batch: Callable[[Sequence[Any]], list[Generated]], prompts: Sequence[Any]
+) -> list[Generated]:
+    """``generate_batch(prompts)``; when that raises, every prompt alone, so a bad prompt costs only itself
+    (its result carries ``error="generation_error: ..."``)."""
+    if not prompts:
+        return []
+    try:
+        return generate_batch(prompts)
+    except Exception as error:  # isolate the prompt that breaks the batch
+        if len(prompts) == 1:
+            logger.warning("generation failed for %s: %r", getattr(prompts[0], "item_id", "a prompt"), error)
+            return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]
+        logger.warning("batch of %d failed (%r); retrying one prompt at a time", len(prompts), error)
+        return [result for prompt in prompts for result in generate_isolating(generate_batch, [prompt])]
+
+
 class HFGenerator:
     """transformers generation (CPU by default) with batched, left-padded prompts.
 
@@ -215,25 +238,11 @@ class HFGenerator:
         with torch.no_grad():
             out = self.model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:].tolist()
-        results = []
-        for ids in new:
-            kept, reason = cut_response(ids, self.stop_ids, self.pad_id)
-            text = self.tokenizer.decode(kept, skip_special_tokens=False)
-            results.append(Generated(text, len(kept) + (reason == "stop"), reason))
-        return results
+        return [decode_response(self.tokenizer, ids, self.stop_ids, self.pad_id) for ids in new]
 
     def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]:
         """One result per prompt; a failing batch is retried one prompt at a time."""
-        if not prompts:
-            return []
-        try:
-            return self._generate_batch(prompts)
-        except Exception as error:  # isolate the item that breaks the batch
-            if len(prompts) == 1:
-                logger.warning("generation failed for %s: %r", prompts[0].item_id, error)
-                return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]
-            logger.warning("batch of %d failed (%r); retrying one item at a time", len(prompts), error)
-            return [result for prompt in prompts for result in self.generate([prompt])]
+        return generate_isolating(self._generate_batch, prompts)
 
     def close(self) -> None:
         self.model = None

@@ -27,6 +27,7 @@ from audio_thinker.eval.generate import (
     PromptInput,
     cut_response,
     eos_token_ids,
+    generate_isolating,
     render_prompt,
 )
 
@@ -160,16 +161,14 @@ class VLLMGenerator:
             return set()
         return {int(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
 
-    def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]:
+    def _generate_batch(self, prompts: Sequence[PromptInput]) -> list[Generated]:
         requests = [request(render_prompt(self.processor, p), p.audios, self.sampling_rate) for p in prompts]
-        try:
-            outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
-        except Exception as error:  # one bad prompt must not lose the chunk: retry one at a time
-            if len(prompts) == 1:
-                return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]
-            logger.warning("vLLM chunk of %d failed (%r); retrying one prompt at a time", len(prompts), error)
-            return [result for prompt in prompts for result in self.generate([prompt])]
+        outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
         return [self._result(output) for output in outputs]
+
+    def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]:
+        """One result per prompt; a failing chunk is retried one prompt at a time."""
+        return generate_isolating(self._generate_batch, prompts)
 
     def _result(self, output: Any) -> Generated:
         completion = output.outputs[0]
