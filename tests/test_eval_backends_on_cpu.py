@@ -528,8 +528,8 @@ def test_load_eval_config_defaults():
     cfg = load_eval_config({})
     assert cfg == EvalConfig()
     assert cfg.benchmark.name == "synthetic" and cfg.prompt_mode == "adaptive" and cfg.backend == "auto"
-    assert cfg.generation.to_options() == GenerationOptions()
-    assert cfg.vllm.to_options() == vg.VLLMOptions()
+    assert cfg.generation == GenerationOptions()
+    assert cfg.vllm == vg.VLLMOptions()
 
 
 @pytest.mark.parametrize("section, fragments", [

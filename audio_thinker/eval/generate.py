@@ -33,10 +33,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """Decoding settings shared by both backends (vLLM's names and semantics)."""
+    """Decoding settings shared by both backends (vLLM's names and semantics); ``generation.*`` of
+    ``python -m audio_thinker.evaluate``."""
 
+    #: new tokens per response
     max_new_tokens: int = 512
-    #: 0 = greedy
+    #: 0 = greedy (default); > 0 samples
     temperature: float = 0.0
     top_p: float = 1.0
     #: <= 0: disabled

@@ -47,24 +47,6 @@ class BenchmarkSection:
 
 
 @dataclass(frozen=True)
-class GenerationSection:
-    #: new tokens per response
-    max_new_tokens: int = 512
-    #: 0 = greedy (default); > 0 samples
-    temperature: float = 0.0
-    top_p: float = 1.0
-    #: <= 0 disables top-k
-    top_k: int = -1
-    seed: int = 0
-    #: prompts per generation call (CPU batch size; vLLM submission chunk)
-    batch_size: int = 8
-
-    def to_options(self) -> GenerationOptions:
-        return GenerationOptions(self.max_new_tokens, self.temperature, self.top_p, self.top_k, self.seed,
-                                 self.batch_size)
-
-
-@dataclass(frozen=True)
 class HFSection:
     #: torch device for the transformers backend (cpu, cuda, cuda:1)
     device: str = "cpu"
@@ -77,20 +59,6 @@ class HFSection:
 
 
 @dataclass(frozen=True)
-class VLLMSection:
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    max_model_len: int = 8192
-    max_num_seqs: int = 64
-    dtype: str = "bfloat16"
-    enforce_eager: bool = False
-
-    def to_options(self) -> VLLMOptions:
-        return VLLMOptions(self.tensor_parallel_size, self.gpu_memory_utilization, self.max_model_len,
-                           self.max_num_seqs, self.dtype, self.enforce_eager)
-
-
-@dataclass(frozen=True)
 class EvalConfig:
     model: ModelSection = field(default_factory=ModelSection)
     benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
@@ -98,9 +66,11 @@ class EvalConfig:
     prompt_mode: str = "adaptive"
     #: auto (vllm when CUDA and vLLM are available, else hf) | hf (transformers) | vllm
     backend: str = "auto"
-    generation: GenerationSection = field(default_factory=GenerationSection)
+    #: decoding (audio_thinker.eval.generate.GenerationOptions: every key documented there)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
     hf: HFSection = field(default_factory=HFSection)
-    vllm: VLLMSection = field(default_factory=VLLMSection)
+    #: vLLM engine (audio_thinker.eval.vllm_generate.VLLMOptions: vllm.LLM arguments of the same names)
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)
     audio: AudioSection = field(default_factory=AudioSection)
     #: the run directory (records, predictions, results, tables, plot); re-running with the same
     #: directory resumes: items already in records.jsonl are not generated again
@@ -124,7 +94,12 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
 
         section = OmegaConf.to_container(section, resolve=True)
     data = {k: v for k, v in dict(section).items() if k != "hydra"}
-    cfg: EvalConfig = _build(EvalConfig, data, "", root="")
+    try:
+        cfg: EvalConfig = _build(EvalConfig, data, "", root="")
+    except ConfigError:
+        raise
+    except ValueError as error:  # GenerationOptions checks its values when built
+        raise ConfigError(f"generation: {error}") from None
     try:
         name = eval_benchmark_name(cfg.benchmark.name)
     except ValueError:
@@ -140,12 +115,8 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
         raise _fail("hf.dtype", cfg.hf.dtype, ("float32", "bfloat16", "float16", "auto"))
     if cfg.benchmark.limit is not None and cfg.benchmark.limit <= 0:
         raise ConfigError(f"benchmark.limit={cfg.benchmark.limit}: use a positive number of items, or null for all")
-    try:
-        cfg.generation.to_options()
-    except ValueError as error:
-        raise ConfigError(f"generation: {error}") from None
     try:  # VLLMOptions itself does not validate; engine_kwargs does (its messages name vllm.<key>)
-        engine_kwargs(cfg.model.path, cfg.vllm.to_options())
+        engine_kwargs(cfg.model.path, cfg.vllm)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     try:

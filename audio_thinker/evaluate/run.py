@@ -187,11 +187,11 @@ def choose_backend(cfg: EvalConfig) -> str:
 
 
 def build_generator(cfg: EvalConfig, backend: str, hf_dir: str) -> Generator:
-    options = cfg.generation.to_options()
+    options = cfg.generation
     if backend == "vllm":
         from audio_thinker.eval.vllm_generate import build
 
-        return build(hf_dir, options, cfg.vllm.to_options())
+        return build(hf_dir, options, cfg.vllm)
     from audio_thinker.eval.generate import HFGenerator
 
     return HFGenerator(hf_dir, options, device=cfg.hf.device, dtype=cfg.hf.dtype,
