@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -171,16 +172,24 @@ def run(config: DictConfig) -> int:
     return report(config, metrics_file)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
-def main(config: DictConfig) -> None:
+def check_or_exit(config: DictConfig, check: Callable[[DictConfig], None]) -> bool:
+    """``check(config)``; a :class:`ConfigError` is printed and exits 2. With ``audio_thinker.dry_run``
+    the resolved config is printed and False returned (nothing to start); True otherwise."""
     try:
-        validate(config)
+        check(config)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
     if config.audio_thinker.dry_run:
         print(OmegaConf.to_yaml(config, resolve=True))
         print("config OK (dry run: nothing was started)")
+        return False
+    return True
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
+def main(config: DictConfig) -> None:
+    if not check_or_exit(config, validate):
         return
     ours: AudioThinkerConfig = load_config(config.get("audio_thinker"))
     prepare(ours.prepare, prompt_mode=ours.prompt_mode)

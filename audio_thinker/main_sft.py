@@ -43,6 +43,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from audio_thinker.config import AudioThinkerConfig, ConfigError, _build, load_config
+from audio_thinker.main_grpo import check_or_exit
 
 #: conf/sft/: its own folder, so ``backbone=`` selects the SFT backbones (conf/sft/backbone/)
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf" / "sft")
@@ -295,14 +296,7 @@ def launch(config: DictConfig, argv: list[str]) -> int:
 
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
 def main(config: DictConfig) -> None:
-    try:
-        validate(config)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
-    if config.audio_thinker.dry_run:
-        print(OmegaConf.to_yaml(config, resolve=True))
-        print("config OK (dry run: nothing was started)")
+    if not check_or_exit(config, validate):
         return
     sys.exit(launch(config, sys.argv[1:]))
 
