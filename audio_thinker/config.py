@@ -137,14 +137,14 @@ class PrepareSection:
 
     #: write the synthetic audio QA set here (train.parquet, val.parquet, wav files)
     synthetic_data: str | None = None
-    #: build a tiny random model of a real architecture here (``audio_thinker.models.tiny``)
+    #: build a tiny random model of a real architecture here (``audio_thinker.toy.tiny``)
     tiny_model: str | None = None
     #: architecture of ``tiny_model``: qwen2_audio | qwen2_5_omni_thinker
     tiny_arch: str = "qwen2_audio"
-    #: build a tiny random judge (Qwen3 architecture, ``audio_thinker.models.tiny_judge``) here
+    #: build a tiny random judge (Qwen3 architecture, ``audio_thinker.toy.tiny_judge``) here
     tiny_judge: str | None = None
     #: warm-start ``tiny_model`` on the response format (answers drawn at chance) from the
-    #: synthetic train split and write it here (``audio_thinker.models.warmstart``)
+    #: synthetic train split and write it here (``audio_thinker.toy.warmstart``)
     primed_model: str | None = None
 
 

@@ -74,18 +74,18 @@ def prepare(section: PrepareSection, *, prompt_mode: str) -> None:
             print(f"prepare: writing the synthetic data set to {section.synthetic_data}")
             synthetic.generate_dataset(section.synthetic_data, **args)
     if section.tiny_model:
-        from audio_thinker.models.tiny import ensure_tiny_model, is_complete
+        from audio_thinker.toy.tiny import ensure_tiny_model, is_complete
 
         fresh = not is_complete(section.tiny_model, arch=section.tiny_arch, seed=0)
         ensure_tiny_model(section.tiny_arch, section.tiny_model)
         print(f"prepare: tiny {section.tiny_arch} model in {section.tiny_model}{'' if fresh else ' (already there)'}")
     if section.tiny_judge:
-        from audio_thinker.models.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
+        from audio_thinker.toy.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
 
         ensure_tiny_judge(section.tiny_judge, prime_steps=DEMO_PRIME_STEPS)
         print(f"prepare: tiny Qwen3 judge, verdict format primed, in {section.tiny_judge}")
     if section.primed_model:
-        from audio_thinker.models.warmstart import ensure_primed_model
+        from audio_thinker.toy.warmstart import ensure_primed_model
 
         assert section.tiny_model and section.synthetic_data  # checked by load_config
         data_dir = Path(section.synthetic_data)

@@ -4,7 +4,7 @@
    started on a fresh local Ray cluster (``--ray-cpus``, default the largest worker count):
    N :class:`~reward_workers.hf_worker.HFJudgeWorker` actors, each reserving 1 CPU and running
    1 torch thread (``cpus_per_worker=1``, ``num_threads=1``), holding the tiny random Qwen3
-   judge (:func:`audio_thinker.models.tiny_judge.ensure_tiny_judge`). After a warm-up (a few
+   judge (:func:`audio_thinker.toy.tiny_judge.ensure_tiny_judge`). After a warm-up (a few
    responses, not counted; the pool's step metrics are then reset), ``--requests`` judge
    requests (``--requests / 2`` THINK responses, one consistency and one quality prompt each)
    are sent *concurrently*, each response as its own call through
@@ -166,7 +166,7 @@ def run_config(model_path: str, workers: int, batch_size: int, items_per_repeat:
 def throughput_part(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
-    from audio_thinker.models.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
+    from audio_thinker.toy.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
 
     model_path = str(ensure_tiny_judge(args.judge_dir, prime_steps=DEMO_PRIME_STEPS))
     responses = max(1, args.requests // 2)

@@ -9,7 +9,7 @@ load balancing, dedup and the step metrics global to the step.
 * :class:`JudgePoolActor`: builds the workers of the configured backend (``hf``: N
   :class:`~reward_workers.hf_worker.HFJudgeWorker` actors, owned by the pool actor so they die with
   it; ``vllm`` / ``openai``: ``make_vllm_workers(cfg)`` / ``make_openai_workers(cfg)`` from
-  :mod:`reward_workers.vllm_worker` / :mod:`reward_workers.openai`, imported only when selected)
+  :mod:`reward_workers.vllm_worker` / :mod:`reward_workers.endpoint`, imported only when selected)
   and serves the router. Async actor: all requests share one event loop (``max_concurrency``
   bounds the concurrent calls, not threads). Started lazily by its first call; Ray restarts the
   pool actor itself if it dies (``max_restarts=-1``), which rebuilds its workers.
@@ -82,7 +82,7 @@ def make_workers(cfg: Any) -> list[JudgeWorker]:
 
         return list(make_vllm_workers(cfg))
     if backend == "openai":
-        from reward_workers.openai import make_openai_workers
+        from reward_workers.endpoint import make_openai_workers
 
         return list(make_openai_workers(cfg))
     raise ValueError(f"unknown judge backend {backend!r}: use hf, vllm or openai")

@@ -61,7 +61,7 @@ Why our own Ray actor pool instead of verl 0.9.1's generative reward-model machi
   and only ``compute_rm_score`` (the non-streaming path) wakes them, so the streaming path needs
   ``free_cache_engine=False``. Our judges are plain Ray actors with ``num_gpus`` that never
   sleep, placed by Ray resources, or replaced by any external OpenAI-compatible endpoint
-  (:mod:`reward_workers.openai`).
+  (:mod:`reward_workers.endpoint`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ def setup(tmp_path_factory):
     import verl  # noqa: F401  (plugin)
     from verl.utils import hf_processor, hf_tokenizer
 
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("ds")
     model = str(ensure_tiny_model("qwen2_audio", root / "model"))

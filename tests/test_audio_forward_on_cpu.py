@@ -32,7 +32,7 @@ def tiny(request, tmp_path_factory):
     from verl.utils import hf_processor, hf_tokenizer
     from verl.utils.model import get_hf_auto_model_class
 
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     path = str(ensure_tiny_model(request.param, tmp_path_factory.mktemp(request.param)))
     processor = hf_processor(path)

@@ -19,7 +19,7 @@ import torch
 from audio_thinker.data import cot
 from audio_thinker.data.cot import CotConfig, CotConfigError, RunOptions, generate_cot
 from audio_thinker.data.rows import AUDIO_PLACEHOLDER, validate_row
-from audio_thinker.eval.generate import Generated
+from audio_thinker.inference.hf import Generated
 from audio_thinker.prompts import INSTRUCTIONS, PromptMode
 
 MAX_TOKENS = 8
@@ -45,8 +45,8 @@ def synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, str]:
-    from audio_thinker.models.tiny import ensure_tiny_model
-    from audio_thinker.models.tiny_judge import ensure_tiny_judge
+    from audio_thinker.toy.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 
     root = tmp_path_factory.mktemp("models")
     return {"audio": str(ensure_tiny_model("qwen2_audio", root / "audio")),

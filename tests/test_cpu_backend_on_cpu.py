@@ -158,7 +158,7 @@ def _probe(model_dir: str) -> dict:
 
     from audio_thinker.backends.cpu import engine as cpu_engine
     from audio_thinker.backends.cpu.platform import cpu_device_module
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     out: dict = {"import_s": time.time() - t0}
     out["device"] = [get_device_name(), get_nccl_backend(), get_resource_name(), get_device_id()]

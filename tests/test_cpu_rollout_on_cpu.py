@@ -84,7 +84,7 @@ class Tiny:
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("tiny_rollout")
     archs = ("qwen2_audio", "qwen2_5_omni_thinker")

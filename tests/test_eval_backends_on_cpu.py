@@ -1,9 +1,9 @@
 """The evaluation backends and their set-up, on CPU with the tiny random Qwen2-Audio.
 
-* ``audio_thinker.eval.generate``: options, response cutting, prompts, and :class:`HFGenerator`
+* ``audio_thinker.inference.hf``: options, response cutting, prompts, and :class:`HFGenerator`
   (order, token counts, placeholder suppression, determinism, per-item retry of a failing batch);
-* ``audio_thinker.eval.vllm_generate``: the plain helpers (vLLM itself is not installed here);
-* ``audio_thinker.eval.checkpoint``: a fake verl FSDP checkpoint merged by verl's own merger;
+* ``audio_thinker.inference.vllm``: the plain helpers (vLLM itself is not installed here);
+* ``audio_thinker.verl_ext.merge``: a fake verl FSDP checkpoint merged by verl's own merger;
 * ``audio_thinker.evaluate.config`` / ``run``: config validation and the run's pure helpers.
 """
 
@@ -26,9 +26,9 @@ import torch
 from audio_thinker.config import ConfigError
 from audio_thinker.data.benchmarks import BenchmarkItem
 from audio_thinker.data.rows import AUDIO_PLACEHOLDER
-from audio_thinker.eval import vllm_generate as vg
-from audio_thinker.eval.checkpoint import MARKER, ResolvedModel, resolve_model
-from audio_thinker.eval.generate import (
+from audio_thinker.inference import vllm as vg
+from audio_thinker.verl_ext.merge import MARKER, ResolvedModel, resolve_model
+from audio_thinker.inference.hf import (
     Generated,
     GenerationOptions,
     HFGenerator,
@@ -39,7 +39,7 @@ from audio_thinker.eval.generate import (
     prompt_input,
     render_prompt,
 )
-from audio_thinker.eval.records import make_record
+from audio_thinker.scoring.records import make_record
 from audio_thinker.evaluate import run as run_mod
 from audio_thinker.evaluate.config import EvalConfig, load_eval_config
 
@@ -69,7 +69,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     return Path(ensure_tiny_model("qwen2_audio", tmp_path_factory.mktemp("tiny") / "qwen2_audio"))
 
@@ -384,7 +384,7 @@ def test_build_without_vllm_says_how_to_install(tiny_dir):
 
 
 def test_vllm_module_imports_no_heavy_dependency():
-    code = ("import sys, audio_thinker.eval.vllm_generate\n"
+    code = ("import sys, audio_thinker.inference.vllm\n"
             "print(sorted(m for m in ('vllm', 'torch', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"

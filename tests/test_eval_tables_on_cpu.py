@@ -9,10 +9,10 @@ import random
 import pytest
 
 from audio_thinker.data.benchmarks import BenchmarkItem
-from audio_thinker.eval.plot import plot_think_rate
-from audio_thinker.eval.records import make_record
-from audio_thinker.eval.results import build_results, results_markdown, write_results
-from audio_thinker.eval.tables import (
+from audio_thinker.scoring.plot import plot_think_rate
+from audio_thinker.scoring.records import make_record
+from audio_thinker.scoring.results import build_results, results_markdown, write_results
+from audio_thinker.scoring.tables import (
     AIR_DOMAINS,
     MMAR_CATEGORIES,
     MMAR_MODALITIES,
@@ -21,7 +21,7 @@ from audio_thinker.eval.tables import (
     headline,
     overall,
 )
-from audio_thinker.eval.thinking import MODES, think_markdown, think_metrics, think_report
+from audio_thinker.scoring.thinking import MODES, think_markdown, think_metrics, think_report
 from audio_thinker.evaluate import compare
 
 CHOICES = ("Man", "Woman", "Child", "Robot")
@@ -414,7 +414,7 @@ def test_compare_errors(tmp_path, capsys):
     assert "two mmau runs for 'M'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["audio_thinker.eval.tables", "audio_thinker.eval.thinking"])
+@pytest.mark.parametrize("name", ["audio_thinker.scoring.tables", "audio_thinker.scoring.thinking"])
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

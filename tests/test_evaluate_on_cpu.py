@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from audio_thinker.config import ConfigError
-from audio_thinker.eval import official
-from audio_thinker.eval.records import EvalRecord
-from audio_thinker.eval.scoring import accuracy
+from audio_thinker.scoring import official
+from audio_thinker.scoring.records import EvalRecord
+from audio_thinker.scoring.match import accuracy
 from audio_thinker.evaluate.config import load_eval_config
 from audio_thinker.evaluate.run import RECORDS_FILE, evaluate, read_records
 
@@ -31,7 +31,7 @@ NO_PREPARE = {"synthetic_data": None, "tiny_model": None, "primed_model": None, 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from audio_thinker.data.synthetic import generate_dataset
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("evaluate")
     model = ensure_tiny_model("qwen2_audio", root / "model")

@@ -65,8 +65,8 @@ def _run(command: list[str], cwd: Path, log: Path) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from audio_thinker.data.synthetic import generate_dataset
-    from audio_thinker.models.tiny import ensure_tiny_model
-    from audio_thinker.models.tiny_judge import ensure_tiny_judge
+    from audio_thinker.toy.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 
     root = tmp_path_factory.mktemp("grpo_e2e")
     model = ensure_tiny_model("qwen2_audio", root / "model")

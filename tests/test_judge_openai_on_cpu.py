@@ -26,7 +26,7 @@ from reward_workers.backend import (
     JudgeWorker,
     JudgeWorkerDead,
 )
-from reward_workers.openai import OpenAICompletionsWorker, OpenAIHTTPError, make_openai_workers
+from reward_workers.endpoint import OpenAICompletionsWorker, OpenAIHTTPError, make_openai_workers
 
 KEY_ENV = "AUDIO_THINKER_TEST_JUDGE_KEY"
 KEY = "sk-test-7f3a9c1e5b2d4x8q"
@@ -471,14 +471,14 @@ def test_credentials_in_the_base_url_are_not_shown():
 
 
 def test_module_does_not_shadow_the_openai_package(tmp_path):
-    """``reward_workers.openai`` is not ``openai``: a real ``openai`` package still imports."""
+    """``reward_workers.endpoint`` is not ``openai``: a real ``openai`` package still imports."""
     fake = tmp_path / "openai"
     fake.mkdir()
     (fake / "__init__.py").write_text("MARK = 'the real one'\n")
     code = (
-        "import reward_workers.openai, openai, sys; "
+        "import reward_workers.endpoint, openai, sys; "
         "assert openai.MARK == 'the real one', openai; "
-        "assert sys.modules['reward_workers.openai'] is not openai; print('ok')"
+        "assert sys.modules['reward_workers.endpoint'] is not openai; print('ok')"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env,

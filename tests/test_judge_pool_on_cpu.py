@@ -15,7 +15,7 @@ import pytest
 import ray
 
 from audio_thinker.config import JudgeSection
-from audio_thinker.models.tiny_judge import ensure_tiny_judge
+from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import build_judge_prompt
 from reward_workers.backend import GenerationParams

@@ -1,4 +1,4 @@
-"""Official prediction files (audio_thinker.eval.official): format, official re-read, round trip."""
+"""Official prediction files (audio_thinker.scoring.official): format, official re-read, round trip."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from audio_thinker.data.benchmarks import AIR_BENCH, MMAR, MMAU, shared_benchmarks_dir
-from audio_thinker.eval import official
-from audio_thinker.eval.items import SYNTHETIC, load_eval_items
-from audio_thinker.eval.official import (
+from audio_thinker.scoring import official
+from audio_thinker.scoring.items import SYNTHETIC, load_eval_items
+from audio_thinker.scoring.official import (
     AIR_BENCH_KEYS,
     AIR_BENCH_TASK_ID,
     OfficialScriptError,
@@ -29,8 +29,8 @@ from audio_thinker.eval.official import (
     write_and_check,
     write_predictions,
 )
-from audio_thinker.eval.records import make_record
-from audio_thinker.eval.scoring import accuracy
+from audio_thinker.scoring.records import make_record
+from audio_thinker.scoring.match import accuracy
 
 # -- fixture metadata shaped like the real files -------------------------------------------------
 

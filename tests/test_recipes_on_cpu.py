@@ -322,7 +322,7 @@ SMOKE = ("grpo", "grpo_atar_cr_tr")  # make test: one row without the judge, one
 def assets(tmp_path_factory):
     """A tiny policy, a tiny judge and a small synthetic set, built once (not the repo's folders)."""
     from audio_thinker.data.synthetic import generate_dataset
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("recipes")
     model = ensure_tiny_model("qwen2_audio", root / "model")
@@ -333,7 +333,7 @@ def assets(tmp_path_factory):
 
 def _judge(assets) -> Path:
     if assets["judge"] is None:
-        from audio_thinker.models.tiny_judge import ensure_tiny_judge
+        from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 
         assets["judge"] = ensure_tiny_judge(assets["root"] / "judge")
     return assets["judge"]

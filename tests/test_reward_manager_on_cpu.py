@@ -245,7 +245,7 @@ def test_loading_the_module_again_from_its_file_does_not_clash():
 @pytest.mark.parametrize("arch", ["qwen2_audio", "qwen2_5_omni_thinker"])
 def test_with_the_tiny_models_qwen_tokenizers(arch):
     """The tiny backbones' tokenizers (real Qwen special tokens) give the same modes."""
-    tiny = pytest.importorskip("audio_thinker.models.tiny")
+    tiny = pytest.importorskip("audio_thinker.toy.tiny")
     tok = tiny.build_tokenizer(arch)
     manager = AudioThinkerRewardManager(make_config(), tok, None)
     cases = {

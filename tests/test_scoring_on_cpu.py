@@ -1,4 +1,4 @@
-"""Official benchmark scoring (audio_thinker.eval.scoring): unit, property and real-file tests."""
+"""Official benchmark scoring (audio_thinker.scoring.match): unit, property and real-file tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audio_thinker.data.benchmarks import BenchmarkItem
-from audio_thinker.eval.scoring import (
+from audio_thinker.scoring.match import (
     Accuracy,
     ItemResult,
     air_bench_gold_letter,

@@ -45,7 +45,7 @@ def assets(tmp_path_factory):
     """Tiny models of both architectures, a small synthetic set and a CoT copy of its train split."""
     from audio_thinker.data.synthetic import generate_dataset
     from audio_thinker.data.template_cot import template_rationale
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("sft")
     models = {arch: ensure_tiny_model(arch, root / arch) for arch in ARCHS}

@@ -1,4 +1,4 @@
-"""The tiny Qwen3 judge's verdict-format priming (:mod:`audio_thinker.models.tiny_judge`).
+"""The tiny Qwen3 judge's verdict-format priming (:mod:`audio_thinker.toy.tiny_judge`).
 
 A primed judge (the demo's :data:`DEMO_PRIME_STEPS`) must write parseable verdicts for prompts it
 never saw, generated exactly as the judge pool's ``hf`` backend generates them (greedy, 8 new
@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from audio_thinker.models.tiny import MARKER
-from audio_thinker.models.tiny_judge import (
+from audio_thinker.toy.tiny import MARKER
+from audio_thinker.toy.tiny_judge import (
     DEMO_PRIME_STEPS,
     build_tiny_judge,
     ensure_tiny_judge,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from audio_thinker.models import tiny
+from audio_thinker.toy import tiny
 
 SR = 16_000
 MODEL_CLASSES = {

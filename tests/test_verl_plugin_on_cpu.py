@@ -97,7 +97,7 @@ print(json.dumps({{"processor": type(processor).__name__, "warnings": [str(w.mes
     [("qwen2_audio", "Qwen2AudioProcessorForVerl"), ("qwen2_5_omni_thinker", "Qwen2_5OmniProcessor")],
 )
 def test_tiny_models_get_their_processor_only_with_the_plugin(arch, expected, tmp_path):
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     path = str(ensure_tiny_model(arch, tmp_path / arch))
     with_plugin = run_fresh(PROCESSOR.format(path=path))
@@ -113,7 +113,7 @@ def test_audio_processors_count_as_multimodal_for_verls_token_wiring(tmp_path):
     from transformers import AutoTokenizer
     from verl.utils.tokenizer import continuous_token_wiring as wiring
 
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
     from audio_thinker.verl_ext import plugin
     from audio_thinker.verl_ext.processors import Qwen2AudioProcessorForVerl
 
@@ -134,7 +134,7 @@ def test_fsdp2_wrap_targets_keep_directly_read_position_embeddings_in_their_pare
     from transformers import Qwen2AudioForConditionalGeneration
     from verl.utils import fsdp_utils
 
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
 
     model = Qwen2AudioForConditionalGeneration.from_pretrained(str(ensure_tiny_model("qwen2_audio", tmp_path / "qa")))
     layers = ["Qwen2DecoderLayer", "Qwen2AudioEncoderLayer"]
@@ -151,7 +151,7 @@ def test_checkpoint_processor_reloads_as_the_stock_class(tmp_path):
     """verl saves the processor into every checkpoint; AutoProcessor must find its class there."""
     from transformers import AutoProcessor
 
-    from audio_thinker.models.tiny import ensure_tiny_model
+    from audio_thinker.toy.tiny import ensure_tiny_model
     from audio_thinker.verl_ext.processors import Qwen2AudioProcessorForVerl
 
     processor = Qwen2AudioProcessorForVerl.from_pretrained(str(ensure_tiny_model("qwen2_audio", tmp_path / "qa")))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from audio_thinker.data.synthetic import generate_dataset
-from audio_thinker.models import tiny, warmstart
+from audio_thinker.toy import tiny, warmstart
 from audio_thinker.rewards.parsing import ResponseMode, parse_response
 
 #: the embedded default's max_response_length (conf/backbone/tiny_cpu.yaml)
@@ -263,7 +263,7 @@ def test_if_missing_keeps_a_matching_output_and_reprimes_on_new_options(inputs, 
 
 def test_missing_inputs_and_foreign_outputs_give_clear_errors(inputs, tmp_path, capsys):
     _, base, train, _ = inputs
-    with pytest.raises(FileNotFoundError, match="python -m audio_thinker.models.tiny --arch qwen2_audio"):
+    with pytest.raises(FileNotFoundError, match="python -m audio_thinker.toy.tiny --arch qwen2_audio"):
         warmstart.prime_model(tmp_path / "nope", train, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="python -m audio_thinker.data.synthetic --out"):
         warmstart.ensure_primed_model(base, tmp_path / "missing.parquet", tmp_path / "out")

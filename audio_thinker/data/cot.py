@@ -6,8 +6,8 @@
 
 1. **Captions.** The base audio LALM (Qwen2-Audio-7B-Instruct in the paper) describes each clip:
    one user turn holding the audio and :data:`~audio_thinker.prompts.CAPTION_TEMPLATE`, generated
-   by :class:`~audio_thinker.eval.generate.HFGenerator` (transformers, CPU or one GPU) or
-   :class:`~audio_thinker.eval.vllm_generate.VLLMGenerator` (vLLM), greedy by default.
+   by :class:`~audio_thinker.inference.hf.HFGenerator` (transformers, CPU or one GPU) or
+   :class:`~audio_thinker.inference.vllm.VLLMGenerator` (vLLM), greedy by default.
 2. **Rationales.** A large text LLM (Qwen2.5-72B-Instruct in the paper; any Hugging Face causal
    LM) gets :func:`~audio_thinker.prompts.build_cot_generation_prompt` (caption, question,
    choices, gold answer), rendered with its chat template when it has one (Qwen3's with
@@ -62,7 +62,7 @@ from typing import Any, Protocol
 
 from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, AudioTruncatedWarning, load_audio
 from audio_thinker.data.rows import AUDIO_PLACEHOLDER, inline_audio, validate_row, with_prompt_mode
-from audio_thinker.eval.generate import (
+from audio_thinker.inference.hf import (
     Generated,
     GenerationOptions,
     PromptInput,
@@ -476,7 +476,7 @@ def _parquet_bytes(rows: list[dict[str, Any]], input_schema: Any) -> bytes:
 
 
 class CaptionGenerator(Protocol):
-    """An audio model backend (:class:`~audio_thinker.eval.generate.HFGenerator`, vLLM)."""
+    """An audio model backend (:class:`~audio_thinker.inference.hf.HFGenerator`, vLLM)."""
 
     def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]: ...
 
@@ -516,7 +516,7 @@ class HFTextGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from audio_thinker.eval.generate import eos_token_ids
+        from audio_thinker.inference.hf import eos_token_ids
 
         if num_threads:
             torch.set_num_threads(int(num_threads))
@@ -574,8 +574,8 @@ class VLLMTextGenerator:
     def __init__(self, model_path: str, options: GenerationOptions, engine: Any) -> None:
         from transformers import AutoTokenizer
 
-        from audio_thinker.eval.generate import eos_token_ids
-        from audio_thinker.eval.vllm_generate import (
+        from audio_thinker.inference.hf import eos_token_ids
+        from audio_thinker.inference.vllm import (
             VLLMGenerator,
             engine_kwargs,
             import_vllm,
@@ -597,7 +597,7 @@ class VLLMTextGenerator:
         return generate_isolating(self._generate_batch, prompts)
 
     def _generate_batch(self, prompts: Sequence[str]) -> list[Generated]:
-        from audio_thinker.eval.vllm_generate import finish
+        from audio_thinker.inference.vllm import finish
 
         requests = [{"prompt_token_ids": _encode(self.tokenizer, p)} for p in prompts]
         outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
@@ -628,7 +628,7 @@ def _device_and_dtype(run: RunOptions) -> tuple[str, str]:
 
 
 def _vllm_options(run: RunOptions, tensor_parallel_size: int) -> Any:
-    from audio_thinker.eval.vllm_generate import VLLMOptions
+    from audio_thinker.inference.vllm import VLLMOptions
 
     return VLLMOptions(tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=run.gpu_memory_utilization, max_model_len=run.max_model_len,
@@ -641,10 +641,10 @@ def default_captioner(config: CotConfig, run: RunOptions) -> Callable[[], Captio
     def make() -> CaptionGenerator:
         options = config.options(config.max_caption_tokens, run.batch_size)
         if choose_backend(run.backend) == "vllm":
-            from audio_thinker.eval.vllm_generate import build
+            from audio_thinker.inference.vllm import build
 
             return build(config.caption_model, options, _vllm_options(run, run.caption_tensor_parallel_size))
-        from audio_thinker.eval.generate import HFGenerator
+        from audio_thinker.inference.hf import HFGenerator
 
         device, dtype = _device_and_dtype(run)
         return HFGenerator(config.caption_model, options, device=device, dtype=dtype,

@@ -3,13 +3,13 @@
 ``python -m audio_thinker.evaluate.compare RUN_DIR... [--figure official|ours] [--out FILE.md]``
 
 Each ``RUN_DIR`` holds the ``results.json`` of one run (one model, one benchmark, one prompt mode),
-written by the evaluation CLI with :func:`audio_thinker.eval.results.build_results`. The full shape
-is documented in :mod:`audio_thinker.eval.results`; this script reads only::
+written by the evaluation CLI with :func:`audio_thinker.scoring.results.build_results`. The full shape
+is documented in :mod:`audio_thinker.scoring.results`; this script reads only::
 
     {"run": {"label": str, "benchmark": str, "prompt_mode": str, "benchmark_version": str | None, ...},
      "headline": {key: {"official": float | None, "ours": float | None, "n_items": int}, ...}}
 
-with the headline keys of :func:`audio_thinker.eval.tables.headline` (MMAU ``sound``, ``music``,
+with the headline keys of :func:`audio_thinker.scoring.tables.headline` (MMAU ``sound``, ``music``,
 ``speech``, ``avg``; MMAR the 7 modalities and ``avg``; AIR-Bench ``avg``; synthetic ``avg``).
 
 One row per model label, columns MMAU Sound | Music | Speech | Avg, MMAR Sound | Music | Speech |
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from audio_thinker.data.benchmarks import AIR_BENCH, MMAR, MMAU
-from audio_thinker.eval.items import SYNTHETIC, eval_benchmark_name
-from audio_thinker.eval.results import RESULTS_FILE
-from audio_thinker.eval.tables import Cell, Table
+from audio_thinker.scoring.items import SYNTHETIC, eval_benchmark_name
+from audio_thinker.scoring.results import RESULTS_FILE
+from audio_thinker.scoring.tables import Cell, Table
 
 FIGURES: tuple[str, ...] = ("official", "ours")
 #: (benchmark, headline key, column header) of the Table-1 layout

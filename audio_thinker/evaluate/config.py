@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_thinker.config import AudioSection, ConfigError, PrepareSection, _build, _check_audio
-from audio_thinker.eval.generate import GenerationOptions
-from audio_thinker.eval.items import EVAL_BENCHMARKS, eval_benchmark_name
-from audio_thinker.eval.vllm_generate import VLLMOptions, engine_kwargs
+from audio_thinker.inference.hf import GenerationOptions
+from audio_thinker.scoring.items import EVAL_BENCHMARKS, eval_benchmark_name
+from audio_thinker.inference.vllm import VLLMOptions, engine_kwargs
 from audio_thinker.prompts import PromptMode
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -66,10 +66,10 @@ class EvalConfig:
     prompt_mode: str = "adaptive"
     #: auto (vllm when CUDA and vLLM are available, else hf) | hf (transformers) | vllm
     backend: str = "auto"
-    #: decoding (audio_thinker.eval.generate.GenerationOptions: every key documented there)
+    #: decoding (audio_thinker.inference.hf.GenerationOptions: every key documented there)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     hf: HFSection = field(default_factory=HFSection)
-    #: vLLM engine (audio_thinker.eval.vllm_generate.VLLMOptions: vllm.LLM arguments of the same names)
+    #: vLLM engine (audio_thinker.inference.vllm.VLLMOptions: vllm.LLM arguments of the same names)
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
     audio: AudioSection = field(default_factory=AudioSection)
     #: the run directory (records, predictions, results, tables, plot); re-running with the same

@@ -4,9 +4,9 @@ The run directory (``output_dir``) holds::
 
     run.json                 what was evaluated (model, benchmark, prompt mode, decoding, audio), and
                              the fingerprint a resumed run must match
-    records.jsonl            one EvalRecord per item (audio_thinker.eval.records), appended batch by
+    records.jsonl            one EvalRecord per item (audio_thinker.scoring.records), appended batch by
                              batch, flushed to disk: a killed run loses at most the batch in flight
-    <official predictions>   the benchmark's own format (audio_thinker.eval.official)
+    <official predictions>   the benchmark's own format (audio_thinker.scoring.official)
     results.json             both accuracy figures, every table, the think-rate analysis, load
                              report, audio errors, timing
     tables.md                the tables as Markdown (also printed)
@@ -39,11 +39,11 @@ from typing import Any
 from audio_thinker.config import ConfigError, PrepareSection
 from audio_thinker.data.audio import AudioError, AudioStats, load_audio
 from audio_thinker.data.benchmarks import BenchmarkItem
-from audio_thinker.eval.checkpoint import ResolvedModel, resolve_model
-from audio_thinker.eval.generate import Generated, Generator, PromptInput, prompt_input
-from audio_thinker.eval.items import SYNTHETIC, load_eval_items
-from audio_thinker.eval.records import EvalRecord, make_record
-from audio_thinker.eval.results import RESULTS_FILE
+from audio_thinker.verl_ext.merge import ResolvedModel, resolve_model
+from audio_thinker.inference.hf import Generated, Generator, PromptInput, prompt_input
+from audio_thinker.scoring.items import SYNTHETIC, load_eval_items
+from audio_thinker.scoring.records import EvalRecord, make_record
+from audio_thinker.scoring.results import RESULTS_FILE
 from audio_thinker.evaluate.config import EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -189,10 +189,10 @@ def choose_backend(cfg: EvalConfig) -> str:
 def build_generator(cfg: EvalConfig, backend: str, hf_dir: str) -> Generator:
     options = cfg.generation
     if backend == "vllm":
-        from audio_thinker.eval.vllm_generate import build
+        from audio_thinker.inference.vllm import build
 
         return build(hf_dir, options, cfg.vllm)
-    from audio_thinker.eval.generate import HFGenerator
+    from audio_thinker.inference.hf import HFGenerator
 
     return HFGenerator(hf_dir, options, device=cfg.hf.device, dtype=cfg.hf.dtype,
                        attn_implementation=cfg.hf.attn_implementation, num_threads=cfg.hf.num_threads)
@@ -280,9 +280,9 @@ def generate_records(
 
 def evaluate(cfg: EvalConfig) -> RunOutcome:
     """Run the evaluation ``cfg`` describes (see the module docstring)."""
-    from audio_thinker.eval import official
-    from audio_thinker.eval.plot import plot_think_rate
-    from audio_thinker.eval.results import build_results, results_markdown, write_results
+    from audio_thinker.scoring import official
+    from audio_thinker.scoring.plot import plot_think_rate
+    from audio_thinker.scoring.results import build_results, results_markdown, write_results
 
     started = time.time()
     prepare = needed_prepare(cfg)

@@ -55,7 +55,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.profiler import marked_timer
 
 from audio_thinker.config import AudioThinkerConfig, anneal_steps, load_config
-from audio_thinker.eval.thinking import think_metrics
+from audio_thinker.scoring.thinking import think_metrics
 from audio_thinker.rewards.combine import RewardBreakdown, RewardMode, compute_rewards
 from audio_thinker.rewards.metrics import compute_step_metrics
 from audio_thinker.verl_ext.reward_manager import (
@@ -170,7 +170,7 @@ def validation_think_metrics(infos: Mapping[str, Sequence[Any]], *, prefix: str)
 
     Reads our reward manager's ``mode``, ``acc`` and ``difficulty`` columns; responses without a
     mode (another reward manager's rows) are left out. Same analysis as the evaluation CLI
-    (:func:`audio_thinker.eval.thinking.think_metrics`).
+    (:func:`audio_thinker.scoring.thinking.think_metrics`).
     """
     modes, accs, difficulties = (list(infos.get(key) or []) for key in ("mode", "acc", "difficulty"))
     if not modes:

@@ -3,9 +3,9 @@
 Each benchmark has its own official scorer, which reads a predictions file of its own format.
 :func:`write_predictions` writes that file from the evaluation records, so the official script
 accepts it unchanged; the ``read_*_official`` functions reimplement what each script computes from
-such a file (with the rules of :mod:`audio_thinker.eval.scoring`); :func:`check_round_trip`
+such a file (with the rules of :mod:`audio_thinker.scoring.match`); :func:`check_round_trip`
 re-reads a written file and verifies that the official figures equal the tally of the records
-(``official = correct / (items - missing - unparsed)``, :class:`~audio_thinker.eval.scoring.Accuracy`).
+(``official = correct / (items - missing - unparsed)``, :class:`~audio_thinker.scoring.match.Accuracy`).
 
 * ``mmau`` -> ``mmau_predictions.json``: a JSON list of each item's metadata row as read, plus
   ``model_output``. MMAU's ``evaluation.py --input FILE`` tallies ``task`` (sound/music/speech),
@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from audio_thinker.data.benchmarks import AIR_BENCH, MMAR, MMAU, BenchmarkItem
-from audio_thinker.eval.items import SYNTHETIC, eval_benchmark_name
-from audio_thinker.eval.records import EvalRecord
-from audio_thinker.eval.scoring import (
+from audio_thinker.scoring.items import SYNTHETIC, eval_benchmark_name
+from audio_thinker.scoring.records import EvalRecord
+from audio_thinker.scoring.match import (
     Accuracy,
     ItemResult,
     accuracy,

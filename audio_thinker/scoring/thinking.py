@@ -9,7 +9,7 @@ AIR-Bench, unparsed response can still be officially correct or is wrong).
 
 Two views built on one tally (:func:`tally_modes`), so they agree exactly:
 
-* :func:`think_report` over :class:`~audio_thinker.eval.records.EvalRecord` items: a JSON-ready dict.
+* :func:`think_report` over :class:`~audio_thinker.scoring.records.EvalRecord` items: a JSON-ready dict.
   Records without a response (missing) are counted in ``n_missing`` and left out of every rate.
 * :func:`think_metrics` over plain lists (verl's validation logger): flat ``{name: float}`` metrics,
   empty groups left out (never NaN):
@@ -42,8 +42,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio_thinker.eval.records import EvalRecord
-from audio_thinker.eval.tables import DIFFICULTIES, Table
+from audio_thinker.scoring.records import EvalRecord
+from audio_thinker.scoring.tables import DIFFICULTIES, Table
 
 MODES: tuple[str, ...] = ("think", "no_think", "malformed")
 #: the group of responses without a value of the grouping field
@@ -218,7 +218,7 @@ def think_markdown(report: Mapping[str, Any], *, title: str | None = None) -> st
     """:func:`think_table` as Markdown.
 
     >>> from audio_thinker.data.benchmarks import BenchmarkItem
-    >>> from audio_thinker.eval.records import make_record
+    >>> from audio_thinker.scoring.records import make_record
     >>> item = BenchmarkItem("mmau", "q", "/a.wav", "Who?", ("Man", "Woman"), "Man", {"difficulty": "easy"})
     >>> recs = [make_record(item, r, prompt_mode="adaptive")
     ...         for r in ("<answer>Man</answer>", "<think>hm</think><answer>Woman</answer>")]

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from audio_thinker.data.benchmarks import AIR_BENCH, MMAR, MMAU
-from audio_thinker.eval.items import SYNTHETIC
-from audio_thinker.eval.records import EvalRecord
-from audio_thinker.eval.tables import Table, benchmark_tables, headline, overall, single_benchmark
-from audio_thinker.eval.thinking import think_report, think_table
+from audio_thinker.scoring.items import SYNTHETIC
+from audio_thinker.scoring.records import EvalRecord
+from audio_thinker.scoring.tables import Table, benchmark_tables, headline, overall, single_benchmark
+from audio_thinker.scoring.thinking import think_report, think_table
 
 RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"

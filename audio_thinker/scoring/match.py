@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from audio_thinker.data.benchmarks import AIR_BENCH, AIR_BENCH_LETTERS, MMAR, MMAU
-from audio_thinker.eval.items import EVAL_BENCHMARKS, SYNTHETIC
+from audio_thinker.scoring.items import EVAL_BENCHMARKS, SYNTHETIC
 
 _WORD = re.compile(r"\b\w+\b")
 #: Benchmarks scored with the official MMAU string match (the synthetic set too); AIR-Bench by letter.

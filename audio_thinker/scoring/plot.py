@@ -1,4 +1,4 @@
-"""The think-rate figure (paper Figure 2) from a :func:`~audio_thinker.eval.thinking.think_report`.
+"""The think-rate figure (paper Figure 2) from a :func:`~audio_thinker.scoring.thinking.think_report`.
 
 :func:`plot_think_rate` draws two panels with matplotlib's Agg canvas (no display, no pyplot and no
 global backend change): per group (difficulty) and overall, grouped bars of the no-think rate (the
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.eval.thinking import MODES, OVERALL
+from audio_thinker.scoring.thinking import MODES, OVERALL
 
 _RATE_BARS = (("no_think_rate", "no-think"), ("think_rate", "think"), ("malformed_rate", "malformed"))
 _ACC_BARS = (("no_think", "no-think"), ("think", "think"), ("malformed", "malformed"), (None, "all"))

@@ -1,11 +1,11 @@
 """Format warm-start: teach a tiny random audio LM the response FORMAT, not the answers.
 
-A randomly initialised model (:mod:`audio_thinker.models.tiny`) never writes a well-formed
+A randomly initialised model (:mod:`audio_thinker.toy.tiny`) never writes a well-formed
 response, so every GRPO reward in a group is equal, every advantage is 0 and RL has no signal.
 This module primes such a model with a few seconds of supervised training on targets that
 have the adaptive format of DESIGN.md but carry **no answer information**::
 
-    python -m audio_thinker.models.warmstart --model models/tiny_qwen2_audio \\
+    python -m audio_thinker.toy.warmstart --model models/tiny_qwen2_audio \\
         --data data/synthetic/train.parquet --out models/tiny_qwen2_audio_primed \\
         [--eval-data data/synthetic/val.parquet] [--steps N] [--batch-size B] [--lr LR] \\
         [--think-fraction 0.5] [--seed S] [--if-missing] [--no-progress]
@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_thinker.data.rows import build_prompt_messages, inline_audio
-from audio_thinker.models import tiny
+from audio_thinker.toy import tiny
 from audio_thinker.prompts import PromptMode
 from audio_thinker.rewards.combine import score_response
 from audio_thinker.rewards.parsing import ResponseMode
@@ -109,7 +109,7 @@ THINK_TEMPLATES: tuple[str, ...] = (
 )
 
 _COMMANDS = {
-    "model": "python -m audio_thinker.models.tiny --arch qwen2_audio --out {path}",
+    "model": "python -m audio_thinker.toy.tiny --arch qwen2_audio --out {path}",
     "data": "python -m audio_thinker.data.synthetic --out {parent}",
 }
 #: Files the base directory must hold (besides the weights) for a loadable output.
@@ -778,7 +778,7 @@ def ensure_primed_model(
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     d = DEFAULT_OPTIONS
     parser = argparse.ArgumentParser(
-        prog="python -m audio_thinker.models.warmstart",
+        prog="python -m audio_thinker.toy.warmstart",
         description="Format warm-start: prime a tiny audio LM on format-only targets (answers at chance).",
     )
     parser.add_argument("--model", required=True, type=Path, help="base model directory")

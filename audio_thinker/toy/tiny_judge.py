@@ -1,6 +1,6 @@
 """A tiny, randomly initialised judge of the REAL Qwen3-8B-Base architecture, built fully offline.
 
-``python -m audio_thinker.models.tiny_judge --out DIR [--seed S] [--prime-steps N]`` writes a
+``python -m audio_thinker.toy.tiny_judge --out DIR [--seed S] [--prime-steps N]`` writes a
 directory that loads through the code path the real judge uses (``AutoTokenizer`` /
 ``AutoModelForCausalLM`` ``.from_pretrained(DIR)``): a ``Qwen3ForCausalLM`` 64 wide and 2 layers
 deep (4 query heads, 2 KV heads, ``head_dim`` 16, QK-norm, untied embeddings: the 8B release's
@@ -19,7 +19,7 @@ Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME
     made-up questions, choices and reasonings), each followed by a verdict line drawn at random
     (`` Yes\\n`` / `` No\\n``; `` 0.0\\n`` .. `` 1.0\\n``, the form of the prompts' few-shot
     examples), with the loss on the verdict tokens only. Like the policy's format warm-start
-    (:mod:`audio_thinker.models.warmstart`) it teaches the FORMAT, not the judgement: the verdicts
+    (:mod:`audio_thinker.toy.warmstart`) it teaches the FORMAT, not the judgement: the verdicts
     it learns carry no information about the case (greedy decoding gives the same verdict for
     nearly every prompt). After priming, the greedy continuations (the judge pool's generation,
     8 new tokens) of :data:`PRIME_EVAL_PROMPTS` fresh prompts are parsed, and the parse rates
@@ -34,7 +34,7 @@ Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME
     fresh prompts parse, every consistency verdict is `` Yes`` or `` No``, and the quality verdict
     is well-formed for 4 of them (seed 0, the default, included) and `` 0.0.0.0`` for the others.
 
-The tokenizer reuses :mod:`audio_thinker.models.tiny`'s locally trained byte-level BPE (Qwen2's
+The tokenizer reuses :mod:`audio_thinker.toy.tiny`'s locally trained byte-level BPE (Qwen2's
 normaliser, split regex and byte-level pre-tokenizer) with Qwen3's added tokens appended in the
 real order, so each keeps its real offset from ``<|endoftext|>`` (``<think>`` is base + 24 as in
 Qwen3's 151667 = 151643 + 24). As in the real *base* model, ``<|endoftext|>`` is eos and pad.
@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.models.tiny import MARKER, _replaceable, _train_bpe, install_dir, is_complete, token_ids
+from audio_thinker.toy.tiny import MARKER, _replaceable, _train_bpe, install_dir, is_complete, token_ids
 
 __all__ = [
     "DEMO_PRIME_STEPS", "JUDGE_ARCH", "build_judge_config", "build_judge_tokenizer", "build_tiny_judge",
@@ -332,7 +332,7 @@ def is_complete_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 
 
 
 def _install_judge(staging: Path, out_dir: Path, *, keep_complete: bool, seed: int, prime_steps: int) -> None:
-    """:func:`audio_thinker.models.tiny.install_dir`; a concurrent build only counts when its
+    """:func:`audio_thinker.toy.tiny.install_dir`; a concurrent build only counts when its
     ``prime_steps`` matches too."""
     install_dir(staging, out_dir,
                 done=lambda: keep_complete and is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps),
@@ -376,7 +376,7 @@ def ensure_tiny_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m audio_thinker.models.tiny_judge",
+        prog="python -m audio_thinker.toy.tiny_judge",
         description="Build a tiny random judge of the Qwen3-8B-Base architecture (offline).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")

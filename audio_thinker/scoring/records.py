@@ -6,7 +6,7 @@
 * **the training rule** (:mod:`audio_thinker.rewards.parsing` / :mod:`~audio_thinker.rewards.accuracy`):
   the response mode (THINK / NO-THINK / MALFORMED, DESIGN.md section 3) and ``reward_correct``
   (well-formed and the ``<answer>`` names the gold choice). The think-rate analysis uses these.
-* **the benchmark's official rule** (:mod:`audio_thinker.eval.scoring`) applied to the
+* **the benchmark's official rule** (:mod:`audio_thinker.scoring.match`) applied to the
   *prediction*, the text written into the official prediction file:
 
   - MMAU, MMAR, synthetic (``model_output`` / ``answer_prediction``): the ``<answer>`` text of a
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_thinker.data.benchmarks import AIR_BENCH, AIR_BENCH_LETTERS, BenchmarkItem
-from audio_thinker.eval.scoring import ItemResult, score_item
+from audio_thinker.scoring.match import ItemResult, score_item
 from audio_thinker.rewards.accuracy import answer_letter_index, is_correct, normalize_answer
 from audio_thinker.rewards.parsing import ResponseMode, parse_response, strip_eos
 
@@ -109,7 +109,7 @@ class EvalRecord:
         return cls(**values)
 
     def to_item_result(self) -> ItemResult:
-        """The official verdict as :mod:`audio_thinker.eval.scoring` tallies it."""
+        """The official verdict as :mod:`audio_thinker.scoring.match` tallies it."""
         return ItemResult(self.item_id, self.benchmark, self.prediction, self.official_extracted,
                           self.correct, self.missing, self.unparsed, dict(self.groups))
 

@@ -1,6 +1,6 @@
 """Tiny, randomly initialised models of the REAL audio-LM architectures, built fully offline.
 
-``python -m audio_thinker.models.tiny --arch {qwen2_audio,qwen2_5_omni_thinker} --out DIR [--seed S]``
+``python -m audio_thinker.toy.tiny --arch {qwen2_audio,qwen2_5_omni_thinker} --out DIR [--seed S]``
 writes a directory that loads through the very code path used for the real 7B checkpoints::
 
     AutoConfig / AutoTokenizer / AutoProcessor .from_pretrained(DIR)
@@ -555,7 +555,7 @@ def ensure_tiny_model(arch: str, out_dir: str | Path, *, seed: int = 0) -> Path:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m audio_thinker.models.tiny",
+        prog="python -m audio_thinker.toy.tiny",
         description="Build a tiny random model of a real audio-LM architecture (offline).",
     )
     parser.add_argument("--arch", required=True, help=f"one of: {', '.join(ARCHS)}")

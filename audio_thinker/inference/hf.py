@@ -10,7 +10,7 @@
   tokens suppressed (a random tiny model would otherwise emit ``<|AUDIO|>``), and the response cut
   at the first end-of-sequence token. A batch that fails is retried item by item, so one bad item
   costs only itself.
-* :mod:`audio_thinker.eval.vllm_generate`: the vLLM backend (GPU), imported on demand.
+* :mod:`audio_thinker.inference.vllm`: the vLLM backend (GPU), imported on demand.
 
 Both backends return one :class:`Generated` per prompt, in order: the response text with the
 model's special tokens kept except end-of-sequence and padding (so ``<think>``/``<answer>`` tags

@@ -1,6 +1,6 @@
 """The vLLM evaluation backend (GPU): offline ``vllm.LLM`` with the audio as ``multi_modal_data``.
 
-Same prompts as the CPU backend (:func:`audio_thinker.eval.generate.render_prompt`: the model's
+Same prompts as the CPU backend (:func:`audio_thinker.inference.hf.render_prompt`: the model's
 chat template over the training messages, whose audio placeholder vLLM expands to the clip's
 feature length), same decoding rules (greedy unless sampling options are set), and the same
 post-processing: the token ids vLLM returns are cut at the first end-of-sequence id and decoded by
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audio_thinker.eval.generate import (
+from audio_thinker.inference.hf import (
     Generated,
     GenerationOptions,
     PromptInput,

@@ -5,7 +5,7 @@ A :class:`Table` is a title, column headers, rows of cells and notes. Cells are 
 accuracies as percentages with two decimals and ``None`` as ``–``; :meth:`Table.to_dict` keeps
 the raw values (JSON-ready, never NaN).
 
-Every accuracy row shows both figures (:mod:`audio_thinker.eval.scoring`): ``official %``
+Every accuracy row shows both figures (:mod:`audio_thinker.scoring.match`): ``official %``
 (correct / (n - missing - unparsed), as the official scripts count) and ``ours %`` (correct / n),
 with the counts they come from (``n``, ``correct``, ``missing``, ``unparsed``).
 
@@ -28,7 +28,7 @@ breakdown's ``n`` column sums to the number of items that have the field.
 :mod:`audio_thinker.evaluate.compare`).
 
 >>> from audio_thinker.data.benchmarks import BenchmarkItem
->>> from audio_thinker.eval.records import make_record
+>>> from audio_thinker.scoring.records import make_record
 >>> def rec(i, task, response):
 ...     item = BenchmarkItem("mmau", f"q{i}", "/a.wav", "Who?", ("Man", "Woman"), "Man", {"task": task})
 ...     return make_record(item, response, prompt_mode="adaptive")
@@ -57,9 +57,9 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from audio_thinker.data.benchmarks import AIR_BENCH, MMAR, MMAU
-from audio_thinker.eval.items import SYNTHETIC
-from audio_thinker.eval.records import EvalRecord
-from audio_thinker.eval.scoring import Accuracy, accuracy
+from audio_thinker.scoring.items import SYNTHETIC
+from audio_thinker.scoring.records import EvalRecord
+from audio_thinker.scoring.match import Accuracy, accuracy
 
 #: a table cell: a label, a count, an accuracy (fraction of 1) or no data
 Cell = Union[str, int, float, None]

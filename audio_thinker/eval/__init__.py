@@ -1,1 +1,0 @@
-"""Evaluation: official benchmark scoring and the evaluation runner."""
