@@ -517,7 +517,7 @@ def test_banned_ids_are_never_sampled_and_log_probs_stay_the_models(qa):
 
 
 def test_the_server_bans_the_multimodal_placeholders(qa):
-    from audio_thinker.backends.cpu.rollout import multimodal_placeholder_ids
+    from audio_thinker.inference.placeholders import multimodal_placeholder_ids
 
     vocab = qa.tokenizer.get_vocab()
     expected = {vocab["<|AUDIO|>"], vocab["<|audio_bos|>"], vocab["<|audio_eos|>"]}

@@ -183,7 +183,7 @@ class HFGenerator:
         import torch
         from transformers import AutoModelForImageTextToText
 
-        from audio_thinker.backends.cpu.generation import multimodal_placeholder_ids
+        from audio_thinker.inference.placeholders import multimodal_placeholder_ids
         from audio_thinker.verl_ext.plugin import load_audio_processor, register_model_classes
 
         if num_threads:

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SAMPLING_EPS", "BatchedGenerator", "GenerationRequest", "GenerationResult", "RequestBatcher",
-    "SamplingSpec", "apply_top_k_top_p", "load_named_tensors", "multimodal_placeholder_ids",
+    "SamplingSpec", "apply_top_k_top_p", "load_named_tensors",
     "parse_sampling_params",
 ]
 
@@ -423,37 +423,6 @@ class BatchedGenerator:
             GenerationResult(tokens_out[i], logps_out[i], finish_reason=finish[i] or "abort", stats=stats)
             for i in range(n)
         ]
-
-
-#: config attributes naming multimodal placeholder / delimiter token ids (Qwen2-Audio, Qwen2.5-Omni)
-_PLACEHOLDER_ID_ATTRS = (
-    "audio_token_index", "audio_token_id", "image_token_index", "image_token_id",
-    "video_token_index", "video_token_id", "audio_start_token_id", "audio_end_token_id",
-    "vision_start_token_id", "vision_end_token_id",
-)
-#: the same tokens by text, for configs that only name the placeholder
-_PLACEHOLDER_TOKENS = (
-    "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>",
-    "<|vision_bos|>", "<|vision_eos|>",
-)
-
-
-def multimodal_placeholder_ids(hf_config: Any, tokenizer: Any) -> set[int]:
-    """Token ids that only the processor may place in a sequence (never sampled by the rollout).
-
-    Read from the model config (top level and ``thinker_config``) and, by text, from the
-    tokenizer's vocabulary; unknown tokens are ignored.
-    """
-    ids: set[int] = set()
-    configs = [hf_config, getattr(hf_config, "thinker_config", None)]
-    for config in configs:
-        for attr in _PLACEHOLDER_ID_ATTRS:
-            value = getattr(config, attr, None) if config is not None else None
-            if isinstance(value, int) and value >= 0:
-                ids.add(value)
-    vocab = tokenizer.get_vocab() if tokenizer is not None and hasattr(tokenizer, "get_vocab") else {}
-    ids.update(int(vocab[token]) for token in _PLACEHOLDER_TOKENS if token in vocab)
-    return ids
 
 
 def load_named_tensors(

@@ -70,16 +70,16 @@ from audio_thinker.backends.cpu.generation import (
     GenerationResult,
     RequestBatcher,
     load_named_tensors,
-    multimodal_placeholder_ids,
     parse_sampling_params,
 )
+from audio_thinker.inference.placeholders import multimodal_placeholder_ids
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 __all__ = [
     "ADAPTER_FQDN", "ROLLOUT_NAME", "HFRolloutReplica", "HFRolloutServer", "HFServerAdapter",
-    "engine_options", "multimodal_placeholder_ids", "register_cpu_rollout",
+    "engine_options", "register_cpu_rollout",
 ]
 
 #: ``actor_rollout_ref.rollout.name`` of this backend (verl 0.9.1 registers no rollout called ``hf``)
