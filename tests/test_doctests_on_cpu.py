@@ -17,7 +17,7 @@ PURE_MODULES = [
     "audio_thinker.scoring.match",
     "audio_thinker.scoring.items",
     "audio_thinker.scoring.records",
-    "audio_thinker.scoring.official",
+    "audio_thinker.scoring.official_format",
     "audio_thinker.scoring.tables",
     "audio_thinker.scoring.thinking",
     "audio_thinker.inference.hf",

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from audio_thinker.config import ConfigError
-from audio_thinker.scoring import official
+from audio_thinker.scoring.official_format import official_filename
+from audio_thinker.scoring.official_read import read_official
 from audio_thinker.scoring.records import EvalRecord
 from audio_thinker.scoring.match import accuracy
 from audio_thinker.evaluate.config import load_eval_config
@@ -72,7 +73,7 @@ def _table(results: dict, title_part: str) -> dict:
 
 def _check_consistent(out: Path, results: dict, records: list[EvalRecord], benchmark: str) -> None:
     for name in ("run.json", "records.jsonl", "results.json", "tables.md", "think_rate.png",
-                 official.official_filename(benchmark)):
+                 official_filename(benchmark)):
         assert (out / name).is_file(), name
     assert (out / "think_rate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the overall figures are the records' tally
@@ -105,7 +106,7 @@ def _check_consistent(out: Path, results: dict, records: list[EvalRecord], bench
             total = entry["think_rate"] + entry["no_think_rate"] + entry["malformed_rate"]
             assert total == pytest.approx(1.0)
     # the official reader of the written predictions file agrees with our tally
-    score = official.read_official(benchmark, out / official.official_filename(benchmark))
+    score = read_official(benchmark, out / official_filename(benchmark))
     assert score.total.correct == tally.n_correct
     assert score.total.counted == tally.n_official
 

@@ -351,9 +351,7 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
     done.update({record.item_id: record for record in new})
     records = [done[item.item_id] for item in items]
 
-    predictions = out / official.official_filename(cfg.benchmark.name)
-    official.write_predictions(cfg.benchmark.name, items, {r.item_id: r for r in records}, predictions)
-    official.check_round_trip(cfg.benchmark.name, items, {r.item_id: r for r in records}, predictions)
+    predictions, _ = official.write_and_check(cfg.benchmark.name, items, {r.item_id: r for r in records}, out)
 
     results = build_results(run_info, records, report.to_dict())
     errors = Counter((r.error or "").split(":", 1)[0] for r in records if r.error)
