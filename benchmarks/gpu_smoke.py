@@ -196,8 +196,12 @@ def _remap_ids(tree: Any) -> Any:
     return tree
 
 
-def shrink_config(model_config: dict) -> dict:
-    """``model_config`` (a model's own config dict) scaled down for CPU runs: same structure."""
+def shrink_config(model_config: dict, *, mel_frames: int) -> dict:
+    """``model_config`` (a model's own config dict) scaled down for CPU runs: same structure.
+
+    Qwen2-Audio's encoder takes exactly ``2 * max_source_positions`` mel frames, so that one
+    follows the clip length (``mel_frames``) instead of staying at 1500 (a 30 s clip).
+    """
     out = _remap_ids(json.loads(json.dumps(model_config)))
     out["text_config"].update(_TINY_TEXT)
     rope = out["text_config"].get("rope_scaling") or {}
@@ -209,8 +213,8 @@ def shrink_config(model_config: dict) -> dict:
         audio["num_hidden_layers"] = audio["encoder_layers"]
     if "output_dim" in audio:
         audio["output_dim"] = _TINY_TEXT["hidden_size"]
-    else:  # Qwen2-Audio's encoder wants exactly 2 * max_source_positions frames: a 1 s clip
-        audio["max_source_positions"] = MEL_FRAMES_PER_SECOND // 2
+    else:
+        audio["max_source_positions"] = mel_frames // 2
     if "vision_config" in out:
         out["vision_config"].update(_TINY_VISION, out_hidden_size=_TINY_TEXT["hidden_size"])
     if "vocab_size" in out:
@@ -224,7 +228,7 @@ def tiny_shapes(recipe: Shapes) -> Shapes:
                   prompt_len=64, response_len=32, mel_frames=MEL_FRAMES_PER_SECOND)
 
 
-def load_model_config(spec: ModelSpec, *, tiny: bool) -> Any:
+def load_model_config(spec: ModelSpec, *, tiny: bool, mel_frames: int = 3000) -> Any:
     """The transformers config object of the model ``spec`` builds (the thinker for Omni)."""
     from transformers import AutoConfig
 
@@ -232,7 +236,7 @@ def load_model_config(spec: ModelSpec, *, tiny: bool) -> Any:
     own = full[spec.sub_config] if spec.sub_config else full
     own = {k: v for k, v in own.items() if k not in ("architectures", "transformers_version")}
     if tiny:
-        own = shrink_config(own)
+        own = shrink_config(own, mel_frames=mel_frames)
     model_type = own.pop("model_type")
     return AutoConfig.for_model(model_type, **own)
 
@@ -382,7 +386,7 @@ def run_model(spec: ModelSpec, shapes: Shapes, *, device: Any, dtype: Any, tiny:
     """Every row of one model; the model is freed before returning."""
     import torch
 
-    config = load_model_config(spec, tiny=tiny)
+    config = load_model_config(spec, tiny=tiny, mel_frames=shapes.mel_frames)
     start = time.perf_counter()
     model = build_model(spec, config, device=device, dtype=dtype)
     params = sum(p.numel() for p in model.parameters())
