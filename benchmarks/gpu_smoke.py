@@ -292,6 +292,15 @@ def _grad_norm(module: Any) -> float:
     return float(sum(norms) ** 0.5) if norms else 0.0
 
 
+def _audio_tower(model: torch.nn.Module) -> torch.nn.Module:
+    """The audio encoder: a top-level attribute in transformers 5.9, under ``model.model`` in later releases."""
+    for owner in (model, getattr(model, "model", None)):
+        tower = getattr(owner, "audio_tower", None)
+        if tower is not None:
+            return tower
+    raise AttributeError(f"{type(model).__name__} has no audio_tower (looked at the model and model.model)")
+
+
 def train_step(model: Any, inputs: dict, response_len: int) -> dict:
     """Forward + backward of one micro-batch (loss: minus the mean response log-prob)."""
     model.zero_grad(set_to_none=True)
@@ -299,7 +308,7 @@ def train_step(model: Any, inputs: dict, response_len: int) -> dict:
     loss = -logprobs.mean()
     loss.backward()
     return {"loss": float(loss.detach()), "mean_logprob": float(logprobs.detach().mean()),
-            "audio_grad_norm": _grad_norm(model.audio_tower)}
+            "audio_grad_norm": _grad_norm(_audio_tower(model))}
 
 
 def logprob_step(model: Any, inputs: dict, response_len: int) -> dict:
