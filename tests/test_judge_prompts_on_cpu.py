@@ -102,7 +102,10 @@ def test_fence_cannot_be_closed_by_its_content(text):
     [
         (" Yes", 1), (" No", 0), ("Yes.", 1), (" no, it does not", 0), ("\n\n YES\n", 1),
         (" **Yes**", 1), (" Verdict: No", 0), ("Answer = yes", 1), (" true", 1), (" 0", 0),
-        (" 1", 1), (' "No"', 0), (" Supported.", 1), (" inconsistent", 0),
+        (" 1", 1), (' "No"', 0), (" Supported.", 1), (" inconsistent", 0), (" Yes, it does", 1),
+        (" No or at least not clearly", 0),
+        # both answers named: the judge did not decide
+        (" Yes/No", None), (" yes or no", None), (" No | Yes", None), (" Yes and no", None),
         # unreadable
         ("", None), ("   \n  ", None), (" Maybe", None), (" I think yes", None),
         (" Yesterday it rained", None), (" Nope", None), ("```\nYes\n```", None), (" ?", None),
@@ -119,9 +122,14 @@ def test_parse_consistency(output, expected):
     ("output", "expected"),
     [
         (" 0.7", 0.7), (" 0.74", 0.7), (" 0.75", 0.8), (" 1.0", 1.0), (" 1", 1.0), (" 0", 0.0),
-        (" .3", 0.3), (" 0.", 0.0), (" 7/10", 0.7), (" 3 / 4", 0.8), (" 85%", 0.9), (" 1.6", 1.0),
-        (" -0.4", 0.0), (" 12", 1.0), (" Score: 0.6", 0.6), (" **0.9**", 0.9), (" 0.8 - good", 0.8),
-        (" 0.20000000001", 0.2),
+        (" .3", 0.3), (" 0.", 0.0), (" 7/10", 0.7), (" 3 / 4", 0.8), (" 85%", 0.9),
+        (" Score: 0.6", 0.6), (" **0.9**", 0.9), (" 0.8 - good", 0.8), (" 0.7.", 0.7),
+        (" 0.20000000001", 0.2), (" 3 out of 10", 0.3), (" 10/10", 1.0), (" 100%", 1.0), (" -0", 0.0),
+        # outside [0, 1] after reading it exactly: unreadable, never clipped
+        (" 1.6", None), (" -0.4", None), (" 12", None), (" 7", None), (" 10", None), (" 150%", None),
+        (" 12/10", None), (" 11 out of 10", None),
+        # written in a way that is not read exactly: unreadable
+        (" 1e-3", None), (" 0,7", None), (" 7/", None), (" 0.7abc", None),
         # unreadable
         ("", None), (" great", None), (" nan", None), (" inf", None), (" 5/0", None),
         (" The score is 0.9", None), ("```\n1.0\n```", None), (" one", None),
@@ -134,9 +142,12 @@ def test_parse_quality(output, expected):
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=-100, max_value=100))
-def test_quality_is_always_a_tenth_in_range(value):
+def test_quality_reads_values_in_range_and_refuses_the_rest(value):
     text = f"{value:.6f}"
     score = parse_quality(" " + text)
+    if not 0.0 <= float(text) <= 1.0:
+        assert score is None  # never clipped into range
+        return
     assert score is not None
     assert 0.0 <= score <= 1.0
     assert round(score * 10) == pytest.approx(score * 10)
