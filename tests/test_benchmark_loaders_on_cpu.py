@@ -294,3 +294,34 @@ def test_real_mmau_versions_differ_on_shared_ids(real_benchmark):
     # same id, different question/choices/answer: results of one version never score the other
     assert sum(content(a[k]) != content(b[k]) for k in shared) == 258
     assert sum(a[k].answer != b[k].answer for k in shared) == 209
+
+
+# -- paths from metadata stay under the audio root -------------------------------------------------
+
+
+@pytest.mark.parametrize("loader, row_of, key", [
+    (load_mmau, lambda i, p: _mmau_row(i, audio_id=p), "audio_id"),
+    (load_mmar, lambda i, p: {"id": i, "audio_path": p, "question": "q?", "choices": ["a", "b"], "answer": "a",
+                               "modality": "sound", "category": "Signal Layer", "sub-category": "x"}, "audio_path"),
+])
+def test_audio_paths_that_leave_the_root_are_bad_rows(tmp_path, loader, row_of, key):
+    """``../`` and absolute paths in metadata are reported and excluded, never opened."""
+    rows = [row_of("ok", "./clips/ok.wav"), row_of("up", "../../../etc/passwd"), row_of("abs", "/etc/passwd"),
+            row_of("sneaky", "clips/../../outside.wav"), row_of("inside", "clips/../clips/in.wav")]
+    meta = tmp_path / "meta.jsonl"
+    if loader is load_mmar:
+        meta.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    else:
+        meta = _write_json(tmp_path / "meta.json", rows)
+    items, report = loader(meta, tmp_path / "root")
+    assert sorted(i.item_id for i in items) == ["inside", "ok"]
+    assert sorted(report.ids("audio_path_escapes")) == ["abs", "sneaky", "up"]
+    assert all(i.audio_path.startswith(str(tmp_path / "root") + "/") for i in items)
+    assert PROBLEM_EXCLUDES["audio_path_escapes"] and report.n_excluded == 3
+
+
+def test_air_bench_path_cannot_escape_its_task_folder(tmp_path):
+    row = {"uniq_id": 1, "path": "../../../../etc/passwd", "question": "q", "choice_a": "x", "choice_b": "y",
+           "answer_gt": "x", "task_name": "Speech_emotion_recognition", "dataset_name": "iemocap"}
+    items, report = load_air_bench(_write_json(tmp_path / "m.json", [row]), tmp_path / "Foundation")
+    assert items == [] and report.ids("audio_path_escapes") == ["1"]

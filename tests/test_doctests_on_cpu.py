@@ -23,6 +23,7 @@ PURE_MODULES = [
     "audio_thinker.inference.hf",
     "audio_thinker.inference.vllm",
     "audio_thinker.data.rows",
+    "audio_thinker.data.benchmarks",
 ]
 
 

@@ -71,6 +71,7 @@ PROBLEM_EXCLUDES: dict[str, bool] = {
     "malformed_row": True,
     "duplicate_id": True,
     "answer_not_in_choices": True,
+    "audio_path_escapes": True,
     "duplicate_choices": False,
     "non_string_value": False,
     "group_normalized": False,
@@ -375,6 +376,26 @@ def _load(
     return items, report
 
 
+def resolve_under(root: Path, relative: str) -> Path | None:
+    """``root / relative`` normalised, or None when it leaves ``root`` (``..`` or an absolute path).
+
+    The check is lexical: a symlink inside the root may still point elsewhere (a data set kept on
+    another disk), but metadata can no longer name files outside the audio root.
+
+    >>> str(resolve_under(Path("/data/mmau"), "./test-mini-audios/x.wav"))
+    '/data/mmau/test-mini-audios/x.wav'
+    >>> resolve_under(Path("/data/mmau"), "../../../etc/passwd"), resolve_under(Path("/data/mmau"), "/etc/passwd")
+    (None, None)
+    """
+    if not relative or os.path.isabs(relative) or "\x00" in relative:
+        return None
+    base = os.path.normpath(root)
+    joined = os.path.normpath(os.path.join(base, relative))
+    if os.path.commonpath([base, joined]) != base or joined == base:
+        return None
+    return Path(joined)
+
+
 def _row_to_item(
     benchmark: str, where: str, row: Any, root: Path, seen: set[str], report: LoadReport
 ) -> BenchmarkItem | None:
@@ -399,6 +420,10 @@ def _row_to_item(
     if parsed.answer is not None and parsed.answer not in parsed.choices:
         flag("answer_not_in_choices", f"answer {parsed.answer!r} not in {parsed.choices!r}")
         return None
+    audio_path = resolve_under(root, parsed.audio_rel)
+    if audio_path is None:
+        flag("audio_path_escapes", f"audio path {parsed.audio_rel!r} is not under the audio root {str(root)!r}")
+        return None
     for kind, detail in parsed.notes:
         flag(kind, detail)
     if len(set(parsed.choices)) != len(parsed.choices):
@@ -411,7 +436,7 @@ def _row_to_item(
     return BenchmarkItem(
         benchmark=benchmark,
         item_id=item_id,
-        audio_path=str(root / parsed.audio_rel),
+        audio_path=str(audio_path),
         question=parsed.question,
         choices=tuple(parsed.choices),
         answer=parsed.answer,
