@@ -18,6 +18,7 @@ from audio_thinker.data.avqa import (
     AVQAConfig,
     audio_question,
     convert_avqa,
+    drop_conflicting_ids,
     find_media,
     format_summary,
     index_media,
@@ -285,11 +286,26 @@ def test_parse_annotation_reasons():
         "wrong_choice_count": _ann(1, "v", multi_choice="dog,cat,car,rain"),
         "bad_choice": _ann(1, "v", multi_choice=["a", None, "c", "d"]),
         "duplicate_choices": _ann(1, "v", multi_choice=["a", "b ", "b", "c"]),
+        "response_tag": _ann(1, "v", multi_choice=["<answer>dog</answer>", "cat", "car", "rain"]),
         "answer_out_of_range": _ann(1, "v", answer=-1),
     }
     for reason, raw in bad.items():
         assert parse_annotation(raw, position=0) == reason
     assert parse_annotation(_ann(1, "v", answer=True), position=0) == "answer_out_of_range"
+    # choices the reward cannot tell apart, and grammar tags anywhere in the text
+    for choices in (["Dog", "dog", "cat", "car"], ["dog.", "dog", "cat", "car"], ["(dog)", "Dog!", "cat", "x"]):
+        assert parse_annotation(_ann(1, "v", multi_choice=choices), position=0) == "duplicate_choices"
+    assert parse_annotation(_ann(1, "v", question_text="What <think> is it?"), position=0) == "response_tag"
+    assert parse_annotation(_ann(1, "v", multi_choice=["a", "</ANSWER>", "c", "d"]), position=0) == "response_tag"
+
+
+def test_duplicate_ids_identical_kept_once_conflicting_dropped():
+    rows = [_ann(0, "v", id=1), _ann(0, "v", id=1), _ann(0, "w", id=2), _ann(1, "w", id=2),
+            _ann(2, "x", id=None), _ann(2, "x", id=None), _ann(3, "y", id=3)]
+    items = [parse_annotation(r, position=i) for i, r in enumerate(rows)]
+    kept, dropped = drop_conflicting_ids(items)
+    assert [(i.avqa_id, i.position) for i in kept] == [(1, 0), (None, 4), (None, 5), (3, 6)]
+    assert dropped == {"annotation:duplicate_row": 1, "annotation:conflicting_id": 2}
 
 
 def test_media_index_prefers_audio_and_finds_r1aqa_names(tmp_path):

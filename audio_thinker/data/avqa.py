@@ -56,6 +56,7 @@ from audio_thinker.data.audio import (
 )
 from audio_thinker.data.rows import ROW_COLUMNS, QAExample, make_row, validate_row
 from audio_thinker.prompts import PromptMode, parse_mode
+from audio_thinker.rewards.accuracy import normalize_answer
 
 DATA_SOURCE = "avqa"
 FORMAT_VERSION = 1
@@ -68,6 +69,8 @@ MEDIA_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aac") + tu
     for s in (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
     if s in VIDEO_SUFFIXES
 )
+#: a tag of the response grammar inside data: a gold answer "<answer>x</answer>" would confuse parsing
+_RESPONSE_TAG = re.compile(r"</?\s*(?:think|answer)\s*>", re.IGNORECASE)
 _PADDED_START = re.compile(r"^(?P<yt>.+)_(?P<start>\d{6})$")
 _VIDEO_WORD = re.compile(r"(?:\b(?P<art>an?|AN?)\s+)?\b(?P<word>video)(?P<plural>s)?\b", re.IGNORECASE)
 
@@ -169,8 +172,10 @@ def parse_annotation(raw: Any, *, position: int) -> AVQAItem | str:
     """The :class:`AVQAItem` of one annotation row, or the reason it is malformed.
 
     Reasons: ``not_an_object``, ``missing_field``, ``bad_id``, ``bad_video_name``,
-    ``empty_question``, ``wrong_choice_count``, ``bad_choice``, ``duplicate_choices``,
-    ``answer_out_of_range`` (also for a non-integer answer).
+    ``empty_question``, ``wrong_choice_count``, ``bad_choice``, ``duplicate_choices`` (also choices
+    that differ only in case, spacing or surrounding punctuation: the reward could not tell them
+    apart), ``answer_out_of_range`` (also for a non-integer answer), ``response_tag`` (the question
+    or a choice contains a ``<think>``/``<answer>`` tag of the response grammar).
     """
     if not isinstance(raw, dict):
         return "not_an_object"
@@ -193,8 +198,10 @@ def parse_annotation(raw: Any, *, position: int) -> AVQAItem | str:
     ):
         return "bad_choice"
     texts = tuple(str(c).strip() for c in choices)
-    if len(set(texts)) != len(texts):
+    if len({normalize_answer(t, n_choices=len(texts)) for t in texts}) != len(texts):
         return "duplicate_choices"
+    if any(_RESPONSE_TAG.search(text) for text in (question, *texts)):
+        return "response_tag"
     answer = raw["answer"]
     if isinstance(answer, str) and answer.strip().isdigit():
         answer = int(answer)
@@ -210,6 +217,35 @@ def parse_annotation(raw: Any, *, position: int) -> AVQAItem | str:
         question_relation=str(raw.get("question_relation") or ""),
         question_type=str(raw.get("question_type") or ""),
     )
+
+
+def drop_conflicting_ids(items: Sequence[AVQAItem]) -> tuple[list[AVQAItem], Counter[str]]:
+    """Rows that share an AVQA id: identical copies keep the first (``duplicate_row``); rows that
+    disagree (another question, choice or answer) are all dropped (``conflicting_id``), since the
+    gold answer is unknown. Rows without an id are kept. Order is preserved.
+    """
+    by_id: dict[int, list[AVQAItem]] = {}
+    for item in items:
+        if item.avqa_id is not None:
+            by_id.setdefault(item.avqa_id, []).append(item)
+
+    def content(item: AVQAItem) -> tuple[Any, ...]:
+        return (item.video_name, item.question, item.choices, item.answer_index)
+
+    conflicting = {key for key, group in by_id.items() if len({content(i) for i in group}) > 1}
+    dropped: Counter[str] = Counter()
+    kept: list[AVQAItem] = []
+    seen: set[int] = set()
+    for item in items:
+        if item.avqa_id in conflicting:
+            dropped["annotation:conflicting_id"] += 1
+        elif item.avqa_id is not None and item.avqa_id in seen:
+            dropped["annotation:duplicate_row"] += 1
+        else:
+            if item.avqa_id is not None:
+                seen.add(item.avqa_id)
+            kept.append(item)
+    return kept, dropped
 
 
 def read_annotations(path: str | Path) -> list[Any]:
@@ -448,6 +484,8 @@ def convert_avqa(
             dropped[f"annotation:{parsed}"] += 1
         else:
             items.append(parsed)
+    items, duplicates = drop_conflicting_ids(items)
+    dropped.update(duplicates)
     items.sort(key=_sort_key)
     names = sorted({item.video_name for item in items})
     clips = _process_all(
