@@ -373,3 +373,8 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         cmd + ["--train", "0"], env=env, cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "n_train" in bad.stderr
+    (tmp_path / "a-file").write_text("not a folder")
+    onto_file = subprocess.run([sys.executable, "-m", "audio_thinker.data.synthetic", "--out", str(tmp_path / "a-file")],
+                               env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert onto_file.returncode == 2 and "existing file, not a folder" in onto_file.stderr, onto_file.stderr
+    assert "Traceback" not in onto_file.stderr and (tmp_path / "a-file").read_text() == "not a folder"

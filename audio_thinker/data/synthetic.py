@@ -185,6 +185,8 @@ def generate_dataset(
         raise ValueError(f"seed must be non-negative, got {seed}")
     mode = parse_mode(prompt_mode)
     out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file, not a folder: pass a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     sizes = {"train": n_train, "val": n_val}
     counts: dict[str, Any] = {}
