@@ -16,14 +16,15 @@ import pytest
 from audio_thinker.rewards.combine import RewardConfig, RewardMode, compute_rewards, score_response
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import TEMPLATES, JudgeKind, build_judge_prompt
+from audio_thinker.rewards.verdict import GenerationParams
 from reward_workers.backend import (
-    GenerationParams,
     JudgeBackendError,
     JudgeTimeout,
     JudgeWorker,
     JudgeWorkerDead,
 )
-from reward_workers.router import JudgeRouter, StepStats, percentile
+from reward_workers.metrics import StepStats, percentile
+from reward_workers.router import JudgeRouter
 
 CHOICES = ["high", "low"]
 CONSISTENCY_CUE = "Verdict:"
@@ -278,7 +279,8 @@ def test_all_attempts_failing_gives_none_and_counts_the_fallback():
     parsed = [score_response(t, gold="high", choices=CHOICES).parsed
               for t in ["<think>a</think><answer>high</answer>", "<think>b</think><answer>high</answer>"]]
     out = compute_rewards(parsed=parsed, is_correct=[True, True], step=1, total_steps=10,
-                          consistency=[verdicts[0]["consistency"], 1], quality=[verdicts[0]["quality"], 0.6])
+                          consistency=[verdicts[0]["consistency"], 1], quality=[verdicts[0]["quality"], 0.6],
+                          config=RewardConfig(mode=RewardMode.ATAR_CR_TR))
     assert out.consistency_failures == 1 and out.think_quality[0] == pytest.approx(0.6)
 
 
