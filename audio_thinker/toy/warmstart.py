@@ -649,8 +649,7 @@ def _write(
     from transformers import AutoConfig, AutoProcessor
     from transformers.utils import logging as hf_logging
 
-    from audio_thinker.data.audio import AudioConfig
-    from audio_thinker.data.audio import AudioStats
+    from audio_thinker.data.audio import AudioConfig, AudioStats
 
     started = time.perf_counter()
     config = AutoConfig.from_pretrained(base_dir, local_files_only=True)

@@ -25,8 +25,7 @@ from typing import Any
 
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from audio_thinker.data.audio import AudioConfig
-from audio_thinker.data.audio import AudioError, AudioStats, load_audio
+from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
 from audio_thinker.data.rows import build_prompt_messages
 from audio_thinker.prompts import parse_mode
 from audio_thinker.verl_ext.convert import to_plain

@@ -58,8 +58,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from audio_thinker.data.audio import AudioConfig
-from audio_thinker.data.audio import AudioError, AudioStats, load_audio
+from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
 from audio_thinker.data.rows import build_prompt_messages, inline_audio
 from audio_thinker.prompts import PromptMode, parse_mode
 from audio_thinker.rewards.parsing import TAGS, ResponseMode, parse_response
