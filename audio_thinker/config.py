@@ -163,7 +163,7 @@ def _key(root: str, path: str, name: str = "") -> str:
 
 
 def build_section(cls: type, data: Mapping[str, Any], path: str, root: str = "audio_thinker") -> Any:
-    """Dataclass ``cls`` from ``data``, checked: errors are :class:`ConfigError` naming ``{root}{path}.key``.
+    """Dataclass ``cls`` from ``data``, checked: each error is a :class:`ConfigError` naming the key.
 
     Unknown keys (with a did-you-mean and the known keys), wrong types, enum values that are not
     one of the enum's and values the dataclass itself rejects (a ``ValueError`` from its

@@ -71,8 +71,9 @@ def make_workers(cfg: JudgeSection) -> list[JudgeWorker]:
 
         return [
             HFJudgeWorker(
-                f"hf-{i}", cfg.model_path, num_cpus=float(cfg.cpus_per_worker), num_gpus=float(cfg.gpus_per_worker),
-                num_threads=cfg.num_threads or None, start_timeout_s=float(cfg.start_timeout_s),
+                f"hf-{i}", cfg.model_path, num_cpus=float(cfg.cpus_per_worker),
+                num_gpus=float(cfg.gpus_per_worker), num_threads=cfg.num_threads or None,
+                start_timeout_s=float(cfg.start_timeout_s),
             )
             for i in range(cfg.num_workers)
         ]

@@ -1,4 +1,4 @@
-"""The judge pool's core: judge prompts, dedup, retries and step metrics over a :class:`Dispatcher`.
+"""The judge pool's core: judge prompts, dedup, retries and step metrics over a dispatcher.
 
 Pure asyncio over a list of :class:`~reward_workers.backend.JudgeWorker` objects, so every
 behaviour is testable in-process with fake workers; :mod:`reward_workers.pool` only hosts a
@@ -14,7 +14,8 @@ Why it is built this way
   responses is not hidden behind generation: that is ``judge/wait_s``.
 * **Bounded retries, another worker if possible.** A request whose call failed (timeout, dead
   worker, backend error) is queued again, at most ``max_retries`` times, and avoids the workers it
-  already failed on while another live worker exists (:meth:`Dispatcher.submit`). After the last
+  already failed on while another live worker exists
+  (:meth:`~reward_workers.dispatch.Dispatcher.submit`). After the last
   attempt its result is ``None``.
 * **Identical requests within a step are generated once.** ``(kind, prompt)`` is the key (the
   prompt embeds question, choices, think, answer and the template version): the first request
@@ -86,7 +87,8 @@ class JudgeRouter:
             raise ValueError(
                 "batch_size >= 1, timeout_s > 0, max_retries >= 0 and batch_wait_s >= 0 required")
         if params is None:
-            params = GenerationParams(max_new_tokens=_DEFAULTS.max_new_tokens, temperature=_DEFAULTS.temperature)
+            params = GenerationParams(max_new_tokens=_DEFAULTS.max_new_tokens,
+                                      temperature=_DEFAULTS.temperature)
         self._dispatch = Dispatcher(
             workers, params=params, batch_size=batch_size, batch_wait_s=batch_wait_s, timeout_s=timeout_s,
             grace_s=grace_s, start_timeout_s=start_timeout_s, restart_backoff_s=restart_backoff_s,
@@ -109,7 +111,8 @@ class JudgeRouter:
     def from_config(cls, workers: Sequence[JudgeWorker], cfg: JudgeSection, **overrides: Any) -> JudgeRouter:
         """A router configured from an ``audio_thinker.judge`` section."""
         options: dict[str, Any] = {
-            "params": GenerationParams(max_new_tokens=int(cfg.max_new_tokens), temperature=float(cfg.temperature)),
+            "params": GenerationParams(max_new_tokens=int(cfg.max_new_tokens),
+                                       temperature=float(cfg.temperature)),
             "batch_size": int(cfg.batch_size), "batch_wait_s": float(cfg.batch_wait_ms) / 1000.0,
             "timeout_s": float(cfg.timeout_s), "max_retries": int(cfg.max_retries),
             "prompt_version": str(cfg.prompt_version), "start_timeout_s": float(cfg.start_timeout_s),
@@ -117,11 +120,23 @@ class JudgeRouter:
         options.update(overrides)
         return cls(workers, **options)
 
-    # the dispatcher's settings, read-only
-    params = property(lambda self: self._dispatch.params)
-    batch_size = property(lambda self: self._dispatch.batch_size)
-    batch_wait_s = property(lambda self: self._dispatch.batch_wait_s)
-    timeout_s = property(lambda self: self._dispatch.timeout_s)
+    # -- the dispatcher's settings (read-only) -------------------------------------------------
+
+    @property
+    def params(self) -> GenerationParams:
+        return self._dispatch.params
+
+    @property
+    def batch_size(self) -> int:
+        return self._dispatch.batch_size
+
+    @property
+    def batch_wait_s(self) -> float:
+        return self._dispatch.batch_wait_s
+
+    @property
+    def timeout_s(self) -> float:
+        return self._dispatch.timeout_s
 
     # -- lifecycle -----------------------------------------------------------------------------
 

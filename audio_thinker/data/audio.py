@@ -131,9 +131,11 @@ class AudioConfig:
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds={self.max_seconds} must be positive, or null for no length check")
         if self.on_too_long not in ON_TOO_LONG:
-            raise ValueError(f"on_too_long={self.on_too_long!r} is not valid; use one of: {', '.join(ON_TOO_LONG)}")
+            raise ValueError(
+                f"on_too_long={self.on_too_long!r} is not valid; use one of: {', '.join(ON_TOO_LONG)}")
         if self.silence_rms_threshold < 0:
-            raise ValueError(f"silence_rms_threshold={self.silence_rms_threshold} must be >= 0 (0 disables the check)")
+            raise ValueError(
+                f"silence_rms_threshold={self.silence_rms_threshold} must be >= 0 (0 disables the check)")
         if self.ffmpeg_timeout_s <= 0:
             raise ValueError(f"ffmpeg_timeout_s={self.ffmpeg_timeout_s} must be positive")
 

@@ -41,4 +41,6 @@ class JudgeVerdict(TypedDict):
 class JudgeClient(Protocol):
     """Scores one THINK response; never raises on a judge failure (the verdict is ``None`` instead)."""
 
-    async def judge(self, *, question: str, choices: Sequence[str], think: str, answer: str) -> JudgeVerdict: ...
+    async def judge(
+        self, *, question: str, choices: Sequence[str], think: str, answer: str
+    ) -> JudgeVerdict: ...

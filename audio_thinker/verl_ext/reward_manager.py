@@ -30,8 +30,9 @@ Judges (consistency R_c, think quality R_t) join through one seam,
 :attr:`AudioThinkerRewardManager.judge_client` (a :class:`~audio_thinker.rewards.verdict.JudgeClient`).
 When ``audio_thinker.reward.mode`` uses a judge (``atar_cr`` / ``atar_cr_tr``) it is a
 :class:`reward_workers.pool.PoolJudgeClient`, which sends each THINK response to the job's judge
-pool (a named Ray actor the trainer creates); NO-THINK and malformed responses make no judge call. The verdicts are added as ``judge_consistency`` /
-``judge_quality`` (``None`` = failed judgement; the trainer fills failures with the batch mean).
+pool (a named Ray actor the trainer creates); NO-THINK and malformed responses make no judge call.
+The verdicts are added as ``judge_consistency`` / ``judge_quality`` (``None`` = failed judgement;
+the trainer fills failures with the batch mean).
 Without a judge those keys are absent and the trainer passes ``None`` for every response.
 """
 
