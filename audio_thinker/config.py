@@ -18,13 +18,17 @@ Everything verl already configures stays in verl's own keys (``data.*``, ``actor
 
 :func:`load_config` turns the section into frozen dataclasses and rejects unknown keys, bad
 values and inconsistent combinations with a message that says how to fix them. The dataclass
-field comments below are the reference documentation of every key.
+field comments are the reference documentation of every key: below, and for ``reward`` and
+``audio`` on the pure core's own classes, :class:`~audio_thinker.rewards.combine.RewardConfig`
+and :class:`~audio_thinker.data.audio.AudioConfig`, which the schema uses as they are.
+:func:`build_section` is the checked builder other schemas (evaluation, SFT) use too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import types
 import typing
 from collections.abc import Mapping
@@ -33,36 +37,12 @@ from typing import Any
 
 from audio_thinker.data.audio import AudioConfig
 from audio_thinker.prompts import PromptMode
-from audio_thinker.rewards.combine import RewardConfig, RewardMode, RewardWeights
+from audio_thinker.rewards.combine import RewardConfig
+from audio_thinker.rewards.verdict import GenerationParams
 
 
 class ConfigError(ValueError):
     """A bad ``audio_thinker.*`` value; the message names the key and how to fix it."""
-
-
-@dataclass(frozen=True)
-class RewardSection:
-    #: which terms are active: accuracy | atar | atar_cr | atar_cr_tr (paper Table 1 rows)
-    mode: str = "atar"
-    #: false: static ATAR (base values, no batch balancing, no annealing)
-    balance: bool = True
-    #: annealing horizon T; null = trainer.total_training_steps
-    anneal_steps: int | None = None
-    #: the prompt lists options as A, B, ...: a bare letter then names an option
-    lettered_choices: bool = False
-    #: value used for a judgement kind when every judgement of that kind failed in a batch
-    fallback_if_all_fail: float = 0.0
-    #: w_c, w_f, w_t in R = R_a (1 + w_c R_c') + w_f R_f + w_t R_t (keys consistency, format, think_quality)
-    weights: RewardWeights = field(default_factory=RewardWeights)
-
-    def to_reward_config(self) -> RewardConfig:
-        """The pure core's :class:`RewardConfig` for this section."""
-        return RewardConfig(
-            mode=RewardMode(self.mode),
-            weights=self.weights,
-            balance=self.balance,
-            fallback_if_all_fail=self.fallback_if_all_fail,
-        )
 
 
 @dataclass(frozen=True)
@@ -82,9 +62,9 @@ class JudgeSection:
     #: retries after a timeout/error before the failure fallback is used
     max_retries: int = 2
     #: new tokens the judge may write (a verdict is one short line)
-    max_new_tokens: int = 8
+    max_new_tokens: int = GenerationParams.max_new_tokens
     #: judge sampling temperature (0 = greedy)
-    temperature: float = 0.0
+    temperature: float = GenerationParams.temperature
     #: prompt template version (audio_thinker.rewards.judge_prompts)
     prompt_version: str = "v1"
     #: openai backend: base URL of an OpenAI-compatible completions endpoint
@@ -106,25 +86,6 @@ class JudgeSection:
     gpu_memory_utilization: float = 0.9
     #: vllm: context length of the judge engine (null = the model's)
     max_model_len: int | None = None
-
-
-@dataclass(frozen=True)
-class AudioSection:
-    #: sample rate every clip is resampled to (Qwen2-Audio / Omni feature extractors: 16 kHz)
-    sample_rate: int = 16000
-    #: the model's audio window; longer clips are cut or rejected
-    max_seconds: float = 30.0
-    #: truncate (cut, counted warning) | reject (skip the sample, counted)
-    on_too_long: str = "truncate"
-    #: clips whose RMS is below this are rejected as silent (1e-4 = -80 dBFS; 0 disables)
-    silence_rms_threshold: float = 1e-4
-
-    def to_audio_config(self) -> AudioConfig:
-        """The audio loader's :class:`~audio_thinker.data.audio.AudioConfig` for this section."""
-        return AudioConfig(
-            target_sr=self.sample_rate, max_seconds=self.max_seconds,
-            on_too_long=self.on_too_long, silence_rms_threshold=self.silence_rms_threshold,  # type: ignore[arg-type]
-        )
 
 
 @dataclass(frozen=True)
@@ -160,17 +121,23 @@ class AudioThinkerConfig:
     #: seconds between verl's sync-trainer checks for finished rollouts (verl hard-codes 2 s,
     #: which rounds every generation stage up to a multiple of 2 s)
     replay_poll_interval_s: float = 0.1
-    reward: RewardSection = field(default_factory=RewardSection)
+    #: the reward (audio_thinker.rewards.combine.RewardConfig: every key documented there)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     judge: JudgeSection = field(default_factory=JudgeSection)
-    audio: AudioSection = field(default_factory=AudioSection)
+    #: decoding and validation of clips (audio_thinker.data.audio.AudioConfig: every key documented there)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     prepare: PrepareSection = field(default_factory=PrepareSection)
 
 
-def _choices_error(key: str, value: Any, valid: list[str]) -> ConfigError:
+def _not_one_of(full_key: str, value: Any, valid: list[str]) -> ConfigError:
     return ConfigError(
-        f"audio_thinker.{key}={value!r} is not valid; use one of: {', '.join(valid)} "
-        f"(e.g. +audio_thinker.{key}={valid[0]} on the command line)"
+        f"{full_key}={value!r} is not valid; use one of: {', '.join(valid)} "
+        f"(e.g. +{full_key}={valid[0]} on the command line)"
     )
+
+
+def _choices_error(key: str, value: Any, valid: list[str]) -> ConfigError:
+    return _not_one_of(f"audio_thinker.{key}", value, valid)
 
 
 def _is_instance(value: Any, annotation: Any) -> bool:
@@ -186,12 +153,31 @@ def _is_instance(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
+def _is_float(annotation: Any) -> bool:
+    """``float`` or an optional ``float`` (an int given for it is stored as a float)."""
+    return annotation is float or float in typing.get_args(annotation)
+
+
 def _key(root: str, path: str, name: str = "") -> str:
     return ".".join(part for part in (root, path.strip("."), name) if part)
 
 
-def _build(cls: type, data: Mapping[str, Any], path: str, root: str = "audio_thinker") -> Any:
-    """``cls`` from ``data``: unknown keys and wrong types raise :class:`ConfigError` naming ``{root}{path}.key``."""
+def build_section(cls: type, data: Mapping[str, Any], path: str, root: str = "audio_thinker") -> Any:
+    """Dataclass ``cls`` from ``data``, checked: each error is a :class:`ConfigError` naming the key.
+
+    Unknown keys (with a did-you-mean and the known keys), wrong types, enum values that are not
+    one of the enum's and values the dataclass itself rejects (a ``ValueError`` from its
+    ``__post_init__``) all raise. Nested dataclass fields are built the same way. ``path`` is the
+    dotted path below ``root`` (``""`` for the root itself, ``".judge"`` for a section).
+
+    >>> from audio_thinker.rewards.combine import RewardConfig
+    >>> build_section(RewardConfig, {"mode": "atar_cr", "weights": {"format": 1}}, ".reward").weights.format
+    1.0
+    >>> build_section(RewardConfig, {"mdoe": "atar"}, ".reward")
+    Traceback (most recent call last):
+    ...
+    audio_thinker.config.ConfigError: unknown key audio_thinker.reward.mdoe; did you mean reward.mode? Known keys: ...
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{_key(root, path)} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -208,24 +194,31 @@ def _build(cls: type, data: Mapping[str, Any], path: str, root: str = "audio_thi
     for name, value in data.items():
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
-            kwargs[name] = _build(annotation, value, f"{path}.{name}", root)
+            kwargs[name] = build_section(annotation, value, f"{path}.{name}", root)
+        elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            valid = [str(member.value) for member in annotation]
+            if value not in valid:
+                raise _not_one_of(_key(root, path, name), value, valid)
+            kwargs[name] = annotation(value)
         elif not _is_instance(value, annotation):
             raise ConfigError(
                 f"{_key(root, path, name)}={value!r} has the wrong type: expected "
                 f"{getattr(annotation, '__name__', annotation)}"
             )
         else:
-            kwargs[name] = float(value) if annotation is float else value
-    return cls(**kwargs)
+            kwargs[name] = float(value) if _is_float(annotation) and isinstance(value, int) else value
+    try:
+        return cls(**kwargs)
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{_key(root, path) or cls.__name__}: {error}") from None
 
 
 def _check(cfg: AudioThinkerConfig) -> None:
     modes = [m.value for m in PromptMode]
     if cfg.prompt_mode not in modes:
         raise _choices_error("prompt_mode", cfg.prompt_mode, modes)
-    reward_modes = [m.value for m in RewardMode]
-    if cfg.reward.mode not in reward_modes:
-        raise _choices_error("reward.mode", cfg.reward.mode, reward_modes)
     if cfg.reward.anneal_steps is not None and cfg.reward.anneal_steps <= 0:
         raise ConfigError(
             f"audio_thinker.reward.anneal_steps={cfg.reward.anneal_steps}: use a positive number "
@@ -236,7 +229,7 @@ def _check(cfg: AudioThinkerConfig) -> None:
             raise ConfigError(f"audio_thinker.reward.weights.{name} must be >= 0")
     if not 0.0 <= cfg.reward.fallback_if_all_fail <= 1.0:
         raise ConfigError("audio_thinker.reward.fallback_if_all_fail must lie in [0, 1]")
-    _check_judge(cfg.judge, uses_judge=RewardMode(cfg.reward.mode).uses_judge)
+    _check_judge(cfg.judge, uses_judge=cfg.reward.mode.uses_judge)
     _check_audio(cfg.audio)
     _check_prepare(cfg.prepare)
     if cfg.replay_poll_interval_s <= 0:
@@ -280,18 +273,13 @@ def _check_judge(judge: JudgeSection, *, uses_judge: bool) -> None:
         )
 
 
-def _check_audio(audio: AudioSection) -> None:
+def _check_audio(audio: AudioConfig) -> None:
+    """What the models need beyond what :class:`AudioConfig` checks itself."""
     if audio.sample_rate != 16000:
         raise ConfigError(
             f"audio_thinker.audio.sample_rate={audio.sample_rate}: Qwen2-Audio and Qwen2.5-Omni "
             "feature extractors expect 16000 Hz; keep the default"
         )
-    if audio.max_seconds <= 0:
-        raise ConfigError("audio_thinker.audio.max_seconds must be positive (30 for Qwen2-Audio)")
-    if audio.on_too_long not in ("truncate", "reject"):
-        raise _choices_error("audio.on_too_long", audio.on_too_long, ["truncate", "reject"])
-    if audio.silence_rms_threshold < 0:
-        raise ConfigError("audio_thinker.audio.silence_rms_threshold must be >= 0 (0 disables the check)")
 
 
 def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:
@@ -302,7 +290,7 @@ def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:
         from omegaconf import OmegaConf
 
         section = OmegaConf.to_container(section, resolve=True)
-    cfg = _build(AudioThinkerConfig, section, "")
+    cfg = build_section(AudioThinkerConfig, section, "")
     _check(cfg)
     return cfg
 

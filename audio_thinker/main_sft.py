@@ -42,7 +42,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from audio_thinker.config import AudioThinkerConfig, ConfigError, _build, load_config
+from audio_thinker.config import AudioThinkerConfig, ConfigError, build_section, load_config
 from audio_thinker.main_grpo import check_or_exit
 
 #: conf/sft/: its own folder, so ``backbone=`` selects the SFT backbones (conf/sft/backbone/)
@@ -74,7 +74,7 @@ class SFTSection:
 def load_sections(config: DictConfig) -> tuple[AudioThinkerConfig, SFTSection]:
     """The validated ``audio_thinker`` section and its ``sft`` subsection."""
     section = OmegaConf.to_container(config.get("audio_thinker") or {}, resolve=True)
-    sft = _build(SFTSection, section.pop("sft", None) or {}, "", root="audio_thinker.sft")
+    sft = build_section(SFTSection, section.pop("sft", None) or {}, "", root="audio_thinker.sft")
     return load_config(section), sft
 
 

@@ -14,17 +14,22 @@ a failed worker. Backends only implement this protocol:
 Errors are typed so the router can count them: :class:`JudgeTimeout` (the request took longer
 than its deadline), :class:`JudgeWorkerDead` (the worker is gone; restart it or route around it),
 :class:`JudgeBackendError` (anything else the backend reports: HTTP 5xx, a malformed reply...).
-A backend never returns fewer continuations than prompts: it raises instead.
+A backend never returns fewer continuations than prompts: it raises instead
+(:func:`check_continuations`). :class:`GenerationParams` (how the judge writes its verdict) is
+defined in the pure core, :mod:`audio_thinker.rewards.verdict`, and re-exported here because it
+is part of :meth:`JudgeWorker.complete`'s signature.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from audio_thinker.rewards.verdict import GenerationParams
 
 __all__ = [
     "GenerationParams", "JudgeBackendError", "JudgeError", "JudgeTimeout", "JudgeWorker", "JudgeWorkerDead",
+    "check_continuations",
 ]
 
 
@@ -42,18 +47,6 @@ class JudgeWorkerDead(JudgeError):
 
 class JudgeBackendError(JudgeError):
     """The backend answered with an error or an unusable reply (HTTP 5xx, wrong number of texts...)."""
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """How the judge writes its verdict (from ``audio_thinker.judge``)."""
-
-    #: new tokens the judge may write (a verdict is one short line)
-    max_new_tokens: int = 8
-    #: 0 = greedy
-    temperature: float = 0.0
-    #: the verdict is the first line: generation may stop at a newline
-    stop: tuple[str, ...] = ("\n",)
 
 
 @runtime_checkable
@@ -74,3 +67,18 @@ class JudgeWorker(Protocol):
     async def close(self) -> None:
         """Release the worker (kill the actor, close the connection pool)."""
         ...
+
+
+def check_continuations(texts: Any, n: int, *, worker: str) -> list[str]:
+    """``texts`` if it is a list of exactly ``n`` strings, else :class:`JudgeBackendError`.
+
+    >>> check_continuations([" Yes", " 0.5"], 2, worker="w0")
+    [' Yes', ' 0.5']
+    >>> check_continuations([" Yes"], 2, worker="w0")
+    Traceback (most recent call last):
+    ...
+    reward_workers.backend.JudgeBackendError: w0: expected 2 continuations, got [' Yes']
+    """
+    if not isinstance(texts, list) or len(texts) != n or not all(isinstance(t, str) for t in texts):
+        raise JudgeBackendError(f"{worker}: expected {n} continuations, got {texts!r:.200}")
+    return texts

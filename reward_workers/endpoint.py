@@ -25,10 +25,6 @@ The API key is read once, at construction, from the environment variable named b
 in ``repr()``, log records or exception messages (server error bodies are redacted before they
 are quoted). Without the variable no ``Authorization`` header is sent (a local ``vllm serve``
 needs none).
-
-This module is named after the backend (``audio_thinker.judge.backend=openai``); it does not
-shadow the ``openai`` package: imports are absolute and ``reward_workers/`` is never a
-``sys.path`` entry.
 """
 
 from __future__ import annotations
@@ -106,13 +102,13 @@ class OpenAICompletionsWorker(JudgeWorker):
         name: str,
         base_url: str,
         model: str,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str = JudgeSection.api_key_env,
         max_connections: int = 8,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         if not base_url:
             raise ConfigError(
-                "the openai judge backend needs a base URL: set audio_thinker.judge.base_url, e.g. "
+                "audio_thinker.judge.backend=openai needs audio_thinker.judge.base_url, e.g. "
                 "http://judge-host:8000/v1 (an OpenAI-compatible server such as `vllm serve MODEL`)"
             )
         self.name = name
@@ -291,15 +287,10 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def make_openai_workers(cfg: JudgeSection, *, max_connections: int = 8) -> list[JudgeWorker]:
+def make_openai_workers(cfg: JudgeSection) -> list[JudgeWorker]:
     """``cfg.num_workers`` workers on the same endpoint, each with its own connection pool."""
-    if not cfg.base_url:
-        raise ConfigError(
-            "audio_thinker.judge.backend=openai needs audio_thinker.judge.base_url, e.g. "
-            f"http://judge-host:8000/v1 (the API key is read from ${cfg.api_key_env})"
-        )
     return [
-        OpenAICompletionsWorker(name=f"openai-{i}", base_url=cfg.base_url, model=cfg.model_path,
-                                api_key_env=cfg.api_key_env, max_connections=max_connections)
+        OpenAICompletionsWorker(name=f"openai-{i}", base_url=cfg.base_url or "", model=cfg.model_path,
+                                api_key_env=cfg.api_key_env)
         for i in range(cfg.num_workers)
     ]

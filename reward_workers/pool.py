@@ -17,9 +17,9 @@ load balancing, dedup and the step metrics global to the step.
   caller creates it. Create it from the driver/trainer so the pool lives as long as the job
   (an actor is owned by its creator) and reward workers just look it up.
 * :class:`PoolJudgeClient`: the reward manager's ``JudgeClient`` seam. A call that fails or
-  exceeds its overall deadline (default: every attempt timing out, twice over, plus a minute)
-  returns ``None`` verdicts and is logged once per client; the training step never fails
-  because of the judge.
+  exceeds its overall deadline (:func:`default_deadline_s`: every attempt timing out, twice
+  over, plus a minute) returns ``None`` verdicts and is logged once per client; the training
+  step never fails because of the judge.
 
 The actor is named :data:`POOL_NAME` in the caller's namespace unless ``namespace`` is given:
 verl's actors run in the driver job's namespace, so the whole job shares one pool while two jobs
@@ -33,11 +33,13 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from audio_thinker.config import JudgeSection, build_section
+from audio_thinker.rewards.verdict import JudgeVerdict
 from reward_workers.backend import JudgeWorker
-from reward_workers.router import JudgeRouter, JudgeVerdict
+from reward_workers.router import JudgeRouter
 
 __all__ = [
     "POOL_NAME", "JudgePoolActor", "PoolJudgeClient", "default_deadline_s", "get_judge_pool",
@@ -52,30 +54,28 @@ POOL_NAME = "audio_thinker_judge_pool"
 MAX_CONCURRENCY = 4096
 
 
-def _section(cfg: Any) -> Any:
-    """A :class:`~audio_thinker.config.JudgeSection` from a section or a plain mapping."""
-    from audio_thinker.config import JudgeSection
-
+def _section(cfg: JudgeSection | Mapping[str, Any]) -> JudgeSection:
+    """``cfg`` as a :class:`~audio_thinker.config.JudgeSection`; a mapping is checked like the config
+    (an unknown key or a wrong type raises :class:`~audio_thinker.config.ConfigError` naming it and
+    the known keys)."""
     if isinstance(cfg, JudgeSection):
         return cfg
-    known = {f.name for f in dataclasses.fields(JudgeSection)}
-    return JudgeSection(**{k: v for k, v in dict(cfg).items() if k in known})
+    return build_section(JudgeSection, cfg, "", root="audio_thinker.judge")
 
 
-def make_workers(cfg: Any) -> list[JudgeWorker]:
+def make_workers(cfg: JudgeSection) -> list[JudgeWorker]:
     """The configured backend's workers (not started; the router starts them)."""
     backend = cfg.backend
     if backend == "hf":
         from reward_workers.hf_worker import HFJudgeWorker
 
-        cpus = float(getattr(cfg, "cpus_per_worker", 1.0))
-        threads = int(getattr(cfg, "num_threads", 0) or 0) or None
         return [
             HFJudgeWorker(
-                f"hf-{i}", cfg.model_path, num_cpus=cpus, num_gpus=float(cfg.gpus_per_worker),
-                num_threads=threads, start_timeout_s=float(getattr(cfg, "start_timeout_s", 900.0)),
+                f"hf-{i}", cfg.model_path, num_cpus=float(cfg.cpus_per_worker),
+                num_gpus=float(cfg.gpus_per_worker), num_threads=cfg.num_threads or None,
+                start_timeout_s=float(cfg.start_timeout_s),
             )
-            for i in range(int(cfg.num_workers))
+            for i in range(cfg.num_workers)
         ]
     if backend == "vllm":
         from reward_workers.vllm_worker import make_vllm_workers
@@ -95,7 +95,7 @@ class JudgePoolActor:
     (default both; ``atar_cr`` needs only ``consistency``).
     """
 
-    def __init__(self, cfg: Any, kinds: Sequence[str] | None = None):
+    def __init__(self, cfg: JudgeSection | Mapping[str, Any], kinds: Sequence[str] | None = None):
         self.cfg = _section(cfg)
         self.kinds = tuple(kinds) if kinds else ("consistency", "quality")
         self.router: JudgeRouter | None = None
@@ -181,7 +181,7 @@ def _actor_options(name: str, namespace: str | None, detached: bool) -> dict[str
 
 
 def get_or_create_judge_pool(
-    cfg: Any,
+    cfg: JudgeSection | Mapping[str, Any],
     *,
     kinds: Iterable[str] | None = None,
     name: str = POOL_NAME,
@@ -219,28 +219,24 @@ def get_judge_pool(name: str = POOL_NAME, namespace: str | None = None) -> Any |
         return None
 
 
-def default_deadline_s(cfg: Any) -> float:
+def default_deadline_s(cfg: JudgeSection) -> float:
     """Overall deadline of one client call: all attempts timing out, twice over, plus a minute."""
     return 2.0 * float(cfg.timeout_s) * (int(cfg.max_retries) + 1) + 60.0
 
 
 class PoolJudgeClient:
-    """The ``JudgeClient`` seam backed by the pool actor; never raises, never blocks forever.
+    """The :class:`~audio_thinker.rewards.verdict.JudgeClient` seam backed by the pool actor; never
+    raises, never blocks forever.
 
-    ``cfg`` (optional): lets the client create the pool if it does not exist yet and sets the
-    default deadline; without it the client only looks the pool up. The handle is looked up on
-    first use and again after a failed call (the pool may have been restarted or created since).
+    The client only looks the pool up by name (the trainer creates it): on first use and again
+    after a failed call (the pool may have been restarted since). ``deadline_s``: the overall
+    limit of one call (:func:`default_deadline_s` of the judge section; 600 s when not given).
     Picklable: the handle is not part of the state.
     """
 
-    def __init__(self, cfg: Any = None, *, name: str = POOL_NAME, namespace: str | None = None,
-                 kinds: Iterable[str] | None = None, deadline_s: float | None = None):
-        self.cfg = _section(cfg) if cfg is not None else None
+    def __init__(self, *, name: str = POOL_NAME, namespace: str | None = None, deadline_s: float = 600.0):
         self.name = name
         self.namespace = namespace
-        self.kinds = tuple(kinds) if kinds else None
-        if deadline_s is None:
-            deadline_s = default_deadline_s(self.cfg) if self.cfg is not None else 600.0
         self.deadline_s = float(deadline_s)
         self.failed_calls = 0
         self._handle: Any = None
@@ -253,13 +249,9 @@ class PoolJudgeClient:
 
     def _lookup(self) -> Any:
         if self._handle is None:
-            if self.cfg is not None:
-                options = _actor_options(self.name, self.namespace, detached=False)
-                self._handle = _remote_pool_class().options(**options).remote(self.cfg, self.kinds)
-            else:
-                import ray
+            import ray
 
-                self._handle = ray.get_actor(self.name, namespace=self.namespace)
+            self._handle = ray.get_actor(self.name, namespace=self.namespace)
         return self._handle
 
     async def judge(self, *, question: str, choices: Sequence[str] = (), think: str,

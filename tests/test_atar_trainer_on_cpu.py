@@ -104,7 +104,7 @@ def write_step(judge=None, pad_to=6):
 
 def expected_rewards(texts, *, mode="atar", step=3, total=10, consistency=None, quality=None):
     scores = [score_response(t, gold="high", choices=CHOICES) for t in texts]
-    config = load_config({"reward": {"mode": mode}}).reward.to_reward_config()
+    config = load_config({"reward": {"mode": mode}}).reward
     return compute_rewards(parsed=[s.parsed for s in scores], is_correct=[s.correct for s in scores],
                            step=step, total_steps=total, config=config,
                            consistency=consistency, quality=quality)

@@ -163,8 +163,8 @@ def test_config_validation():
         AudioConfig(on_too_long="drop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_seconds"):
         AudioConfig(max_seconds=0)
-    with pytest.raises(ValueError, match="target_sr"):
-        AudioConfig(target_sr=0)
+    with pytest.raises(ValueError, match="sample_rate"):
+        AudioConfig(sample_rate=0)
 
 
 # ---------------------------------------------------------------------- formats, mono, rates

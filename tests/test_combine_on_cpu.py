@@ -17,6 +17,8 @@ from audio_thinker.rewards.combine import (
 )
 from audio_thinker.rewards.parsing import parse_response
 
+#: every reward term (the paper's full Audio-Thinker reward)
+FULL = RewardConfig(mode=RewardMode.ATAR_CR_TR)
 CHOICES = ["high", "low"]
 RESPONSES = [
     "<think>it rises</think><answer>high</answer>",  # think, correct
@@ -73,7 +75,7 @@ def test_components_of_a_mixed_batch():
     assert correct == [True, False, True, False, False, False]
     consistency = [1, 0, None, None, None, None]
     quality = [0.8, 0.4, None, None, None, None]
-    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=consistency, quality=quality, step=3, total_steps=10)
+    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=consistency, quality=quality, step=3, total_steps=10, config=FULL)
     assert out.think_ratio == pytest.approx(3 / 6)
     assert out.format.tolist() == [1, 1, 1, 1, 0, 0]
     assert out.consistency.tolist() == [1, 0, 1, 1, 0, 0]
@@ -89,7 +91,7 @@ def test_judge_failures_take_the_batch_mean_of_successes():
     parsed, correct = batch(responses)
     consistency = [1, None, 0, 1, None]
     quality = [0.2, 0.6, None, None, None]
-    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=consistency, quality=quality, step=0, total_steps=5)
+    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=consistency, quality=quality, step=0, total_steps=5, config=FULL)
     np.testing.assert_allclose(out.consistency, [1, 2 / 3, 0, 1, 1])
     np.testing.assert_allclose(out.think_quality, [0.2, 0.6, 0.4, 0.4, 0.4])
     assert out.consistency_failures == 1 and out.quality_failures == 2
@@ -100,7 +102,7 @@ def test_all_judgements_failed_uses_the_configured_fallback():
     parsed, correct = batch(["<think>a</think><answer>high</answer>"] * 2)
     out = compute_rewards(
         parsed=parsed, is_correct=correct, consistency=[None, None], quality=None,
-        step=0, total_steps=5, config=RewardConfig(fallback_if_all_fail=0.5),
+        step=0, total_steps=5, config=RewardConfig(mode=RewardMode.ATAR_CR_TR, fallback_if_all_fail=0.5),
     )
     assert out.consistency.tolist() == [0.5, 0.5] and out.think_quality.tolist() == [0.5, 0.5]
     assert out.consistency_failures == 2 and out.quality_failures == 2
@@ -108,7 +110,7 @@ def test_all_judgements_failed_uses_the_configured_fallback():
 
 def test_no_think_batch_gets_zero_think_quality_and_needs_no_judge():
     parsed, correct = batch(["<answer>high</answer>", "<answer>low</answer>"])
-    out = compute_rewards(parsed=parsed, is_correct=correct, step=0, total_steps=5)
+    out = compute_rewards(parsed=parsed, is_correct=correct, step=0, total_steps=5, config=FULL)
     assert out.think_quality.tolist() == [0, 0]
     assert out.consistency.tolist() == [1, 1] and out.consistency_gated.tolist() == [1, 0]
     assert out.consistency_judged == 0 and out.consistency_failures == 0
@@ -116,8 +118,8 @@ def test_no_think_batch_gets_zero_think_quality_and_needs_no_judge():
 
 def test_judge_values_of_non_think_rows_are_ignored():
     parsed, correct = batch()
-    a = compute_rewards(parsed=parsed, is_correct=correct, consistency=[1, 0, 0, 0, 1, 1], quality=[0.8, 0.4, 1, 1, 1, 1], step=3, total_steps=10)
-    b = compute_rewards(parsed=parsed, is_correct=correct, consistency=[1, 0] + [None] * 4, quality=[0.8, 0.4] + [None] * 4, step=3, total_steps=10)
+    a = compute_rewards(parsed=parsed, is_correct=correct, consistency=[1, 0, 0, 0, 1, 1], quality=[0.8, 0.4, 1, 1, 1, 1], step=3, total_steps=10, config=FULL)
+    b = compute_rewards(parsed=parsed, is_correct=correct, consistency=[1, 0] + [None] * 4, quality=[0.8, 0.4] + [None] * 4, step=3, total_steps=10, config=FULL)
     np.testing.assert_array_equal(a.overall, b.overall)
 
 
@@ -167,14 +169,14 @@ def test_malformed_is_incorrect_even_if_flagged_correct():
 )
 def test_bad_inputs(kwargs, message):
     parsed, correct = batch()
-    args = dict(parsed=parsed, is_correct=correct, step=0, total_steps=1) | kwargs
+    args = dict(parsed=parsed, is_correct=correct, step=0, total_steps=1, config=FULL) | kwargs
     with pytest.raises(ValueError, match=message):
         compute_rewards(**args)
 
 
 def test_metrics():
     parsed, correct = batch()
-    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=[1, None] + [None] * 4, quality=[0.5, 0.5] + [None] * 4, step=3, total_steps=10)
+    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=[1, None] + [None] * 4, quality=[0.5, 0.5] + [None] * 4, step=3, total_steps=10, config=FULL)
     m = out.metrics()
     assert m["audio_thinker/think_ratio"] == 0.5
     assert m["audio_thinker/format_failure_rate"] == pytest.approx(2 / 6)
@@ -182,7 +184,7 @@ def test_metrics():
     assert m["audio_thinker/judge/consistency_failures"] == 1.0
     assert m["audio_thinker/reward/overall"] == pytest.approx(out.overall.mean())
     assert all(isinstance(v, float) for v in m.values())
-    only_no_think = compute_rewards(parsed=[parse_response("<answer>high</answer>")], is_correct=[True], step=0, total_steps=1)
+    only_no_think = compute_rewards(parsed=[parse_response("<answer>high</answer>")], is_correct=[True], step=0, total_steps=1, config=FULL)
     assert math.isnan(only_no_think.metrics()["audio_thinker/accuracy/think"])
 
 
@@ -196,7 +198,7 @@ response_strategy = st.sampled_from(RESPONSES + ["<think>x</think><answer>low</a
 def test_matches_reference_on_random_batches(rows, step):
     responses, consistency, quality = map(list, zip(*rows))
     parsed, correct = batch(responses)
-    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=consistency, quality=quality, step=step, total_steps=20)
+    out = compute_rewards(parsed=parsed, is_correct=correct, consistency=consistency, quality=quality, step=step, total_steps=20, config=FULL)
     np.testing.assert_allclose(out.overall, reference(parsed, correct, consistency, quality, step, 20), atol=1e-12)
 
 
@@ -207,9 +209,9 @@ def test_batch_order_does_not_change_per_response_rewards(responses, step):
     n = len(parsed)
     perm = np.random.default_rng(n + step).permutation(n)
     quality = [0.5 if p.mode.value == "think" else None for p in parsed]
-    a = compute_rewards(parsed=parsed, is_correct=correct, quality=quality, consistency=[1] * n, step=step, total_steps=20)
+    a = compute_rewards(parsed=parsed, is_correct=correct, quality=quality, consistency=[1] * n, step=step, total_steps=20, config=FULL)
     b = compute_rewards(
         parsed=[parsed[i] for i in perm], is_correct=[correct[i] for i in perm],
-        quality=[quality[i] for i in perm], consistency=[1] * n, step=step, total_steps=20,
+        quality=[quality[i] for i in perm], consistency=[1] * n, step=step, total_steps=20, config=FULL,
     )
     np.testing.assert_allclose(a.overall[perm], b.overall)

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from audio_thinker.config import AudioThinkerConfig, ConfigError, anneal_steps, load_config
+from audio_thinker.data.audio import AudioConfig
 from audio_thinker.main_grpo import CONFIG_DIR, CONFIG_NAME, validate
 from audio_thinker.rewards.combine import RewardMode
 
@@ -48,7 +49,7 @@ def test_yaml_and_dataclass_defaults_agree_key_by_key():
 def test_overrides_reach_the_schema():
     cfg = compose_config(["audio_thinker.reward.mode=atar_cr", "audio_thinker.prompt_mode=think"])
     ours = load_config(cfg.audio_thinker)
-    assert ours.reward.to_reward_config().mode is RewardMode.ATAR_CR
+    assert ours.reward.mode is RewardMode.ATAR_CR
     assert ours.prompt_mode == "think"
 
 
@@ -70,6 +71,8 @@ def test_overrides_reach_the_schema():
         ({"reward": {"mode": "atar_cr_tr"}, "judge": {"timeout_s": -1}}, "timeout_s=-1.0 must be positive"),
         ({"audio": {"sample_rate": 44100}}, "expect 16000 Hz"),
         ({"audio": {"on_too_long": "drop"}}, "on_too_long='drop' is not valid"),
+        ({"audio": {"max_seconds": 0}}, "audio_thinker.audio: max_seconds=0.0 must be positive, or null"),
+        ({"audio": {"ffmpeg_timeout_s": -1}}, "audio_thinker.audio: ffmpeg_timeout_s=-1.0 must be positive"),
     ],
 )
 def test_bad_values_say_how_to_fix(section, message):
@@ -82,9 +85,10 @@ def test_judge_checks_only_when_the_judge_is_used():
     load_config({"reward": {"mode": "atar_cr"}, "judge": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}})
 
 
-def test_audio_section_maps_to_the_loader_config():
-    audio = load_config({"audio": {"max_seconds": 10, "on_too_long": "reject"}}).audio.to_audio_config()
-    assert (audio.target_sr, audio.max_seconds, audio.on_too_long) == (16000, 10.0, "reject")
+def test_audio_section_is_the_loader_config():
+    audio = load_config({"audio": {"max_seconds": 10, "on_too_long": "reject"}}).audio
+    assert isinstance(audio, AudioConfig)
+    assert (audio.sample_rate, audio.max_seconds, audio.on_too_long) == (16000, 10.0, "reject")
 
 
 def test_anneal_horizon():

@@ -15,10 +15,10 @@ import pytest
 import ray
 
 from audio_thinker.config import JudgeSection
-from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import build_judge_prompt
-from reward_workers.backend import GenerationParams
+from audio_thinker.rewards.verdict import GenerationParams
+from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 from reward_workers.hf_worker import HFJudgeActor, cut_at_stop
 from reward_workers.pool import PoolJudgeClient, get_judge_pool, get_or_create_judge_pool
 
@@ -147,6 +147,18 @@ def test_killing_a_judge_actor_mid_batch_still_completes_the_batch(pool, referen
     assert asyncio.run(after_restart()) == reference(items(4, prefix="r"))
     states = {w["name"]: w for w in ray.get(pool.workers.remote())}
     assert states["hf-0"]["alive"] and states["hf-1"]["alive"]
+
+
+def test_a_mapping_section_is_checked_like_the_config():
+    from audio_thinker.config import ConfigError
+    from reward_workers.pool import _section
+
+    assert _section({"backend": "hf", "num_workers": 2}) == JudgeSection(num_workers=2)
+    with pytest.raises(ConfigError, match=r"unknown key audio_thinker.judge.num_worker; did you mean num_workers\? "
+                                          r"Known keys: backend, model_path"):
+        _section({"num_worker": 2})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        _section(["hf"])
 
 
 def test_client_without_a_pool_returns_none_verdicts(pool):

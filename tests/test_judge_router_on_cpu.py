@@ -16,14 +16,15 @@ import pytest
 from audio_thinker.rewards.combine import RewardConfig, RewardMode, compute_rewards, score_response
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import TEMPLATES, JudgeKind, build_judge_prompt
+from audio_thinker.rewards.verdict import GenerationParams
 from reward_workers.backend import (
-    GenerationParams,
     JudgeBackendError,
     JudgeTimeout,
     JudgeWorker,
     JudgeWorkerDead,
 )
-from reward_workers.router import JudgeRouter, StepStats, percentile
+from reward_workers.metrics import StepStats, percentile
+from reward_workers.router import JudgeRouter
 
 CHOICES = ["high", "low"]
 CONSISTENCY_CUE = "Verdict:"
@@ -278,7 +279,8 @@ def test_all_attempts_failing_gives_none_and_counts_the_fallback():
     parsed = [score_response(t, gold="high", choices=CHOICES).parsed
               for t in ["<think>a</think><answer>high</answer>", "<think>b</think><answer>high</answer>"]]
     out = compute_rewards(parsed=parsed, is_correct=[True, True], step=1, total_steps=10,
-                          consistency=[verdicts[0]["consistency"], 1], quality=[verdicts[0]["quality"], 0.6])
+                          consistency=[verdicts[0]["consistency"], 1], quality=[verdicts[0]["quality"], 0.6],
+                          config=RewardConfig(mode=RewardMode.ATAR_CR_TR))
     assert out.consistency_failures == 1 and out.think_quality[0] == pytest.approx(0.6)
 
 
@@ -407,6 +409,14 @@ def test_config_errors_fail_fast():
         JudgeRouter([FakeWorker("w"), FakeWorker("w")])
     with pytest.raises(ValueError, match="at least one worker"):
         JudgeRouter([])
+
+
+def test_router_defaults_are_the_config_schema_defaults():
+    from audio_thinker.config import JudgeSection
+
+    default, configured = JudgeRouter([FakeWorker("w0")]), JudgeRouter.from_config([FakeWorker("w0")], JudgeSection())
+    for name in ("params", "batch_size", "batch_wait_s", "timeout_s", "max_retries", "prompt_version", "kinds"):
+        assert getattr(default, name) == getattr(configured, name), name
 
 
 HOSTILE_THINKS = [
@@ -538,3 +548,37 @@ def test_full_reward_through_the_router_equals_the_pure_reference(mode):
     if mode == "atar_cr_tr":
         assert through_router.quality_failures == 1 and m["judge/call_failures"] == 1
         assert m["judge/judged_fraction"] == pytest.approx(5 / 7)
+
+
+def _imports(path):
+    """Every module ``path`` imports (top-level and inside functions)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_dependencies_between_the_judge_pool_and_the_package_point_one_way():
+    """``reward_workers`` uses only pure pieces of ``audio_thinker`` (and its inference code);
+    ``audio_thinker`` reaches ``reward_workers`` only from the verl glue and the entry points."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    allowed = ("audio_thinker.prompts", "audio_thinker.rewards", "audio_thinker.config", "audio_thinker.inference")
+    for path in sorted((repo / "reward_workers").glob("*.py")):
+        used = {m for m in _imports(path) if m.split(".")[0] == "audio_thinker"}
+        bad = sorted(m for m in used if not any(m == a or m.startswith(a + ".") for a in allowed))
+        assert not bad, f"{path.name} imports {bad}; allowed: {allowed}"
+    # the tiny judge's parse-rate check still runs the hf judge's own generation
+    # (reward_workers.hf_worker.generate_continuations)
+    known = {"audio_thinker/toy/tiny_judge.py"}
+    for path in sorted((repo / "audio_thinker").rglob("*.py")):
+        rel = path.relative_to(repo).as_posix()
+        glue = rel.startswith("audio_thinker/verl_ext/") or path.name.startswith("main_") or rel in known
+        used = sorted(m for m in _imports(path) if m.split(".")[0] == "reward_workers")
+        assert glue or not used, f"{rel} imports {used}: only audio_thinker/verl_ext/ and main_*.py may"

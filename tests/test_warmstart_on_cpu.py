@@ -48,14 +48,14 @@ def sampled_texts(model_dir, rows, *, n=4, seed=123):
     import transformers
     from transformers import AutoProcessor
 
-    from audio_thinker.config import AudioSection
+    from audio_thinker.data.audio import AudioConfig
 
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     model_class = transformers.Qwen2AudioForConditionalGeneration
     model = model_class.from_pretrained(model_dir, local_files_only=True).eval()
     options = warmstart.WarmstartOptions(eval_samples=n, eval_max_new_tokens=RESPONSE_BUDGET)
     samples = warmstart.sample_responses(model, processor, rows, options=options,
-                                         audio_config=AudioSection().to_audio_config(), seed=seed)
+                                         audio_config=AudioConfig(), seed=seed)
     return samples
 
 
@@ -137,7 +137,7 @@ def test_prompts_match_what_the_training_dataset_builds(inputs):
     from omegaconf import OmegaConf
     from verl.utils import hf_processor, hf_tokenizer
 
-    from audio_thinker.config import AudioSection
+    from audio_thinker.data.audio import AudioConfig
     from audio_thinker.verl_ext.dataset import AudioQADataset
 
     root, base, train, _ = inputs
@@ -149,7 +149,7 @@ def test_prompts_match_what_the_training_dataset_builds(inputs):
     })
     dataset = AudioQADataset(str(train), hf_tokenizer(str(base)), config, processor=processor)
     rows = warmstart.read_rows(train)
-    audio_config = AudioSection().to_audio_config()
+    audio_config = AudioConfig()
     for i in (0, 5):
         render = {"add_generation_prompt": True, "tokenize": False}
         expected = processor.apply_chat_template(dataset[i]["raw_prompt"], **render)
@@ -164,7 +164,7 @@ def test_cached_audio_path_equals_the_full_forward(inputs):
     import transformers
     from transformers import AutoProcessor
 
-    from audio_thinker.config import AudioSection
+    from audio_thinker.data.audio import AudioConfig
     from audio_thinker.data.audio import AudioStats
 
     _, base, train, _ = inputs
@@ -172,7 +172,7 @@ def test_cached_audio_path_equals_the_full_forward(inputs):
     model_class = transformers.Qwen2AudioForConditionalGeneration
     model = model_class.from_pretrained(base, local_files_only=True).eval()
     rows = warmstart.read_rows(train)[:3]
-    audio_config = AudioSection().to_audio_config()
+    audio_config = AudioConfig()
     examples = warmstart._encode_rows(model, processor, rows, audio_config=audio_config, stats=AudioStats())
     responses = [torch.tensor(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in
                  ("<answer>x</answer><|im_end|>", "<think>a b c</think><answer>y</answer><|im_end|>",

@@ -28,7 +28,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import soundfile as sf
@@ -38,7 +38,12 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".f
 #: Suffixes libsndfile is tried on first (ffmpeg remains the fallback).
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"})
 
-_INSTALL_FFMPEG = "install it (Debian/Ubuntu: apt-get install -y ffmpeg) or pass ffmpeg=<path> in AudioConfig"
+_INSTALL_FFMPEG = (
+    "install it (Debian/Ubuntu: apt-get install -y ffmpeg) or pass ffmpeg=<path> in AudioConfig "
+    "(config key audio_thinker.audio.ffmpeg)"
+)
+#: values of ``AudioConfig.on_too_long``
+ON_TOO_LONG = ("truncate", "reject")
 
 
 class AudioError(Exception):
@@ -104,28 +109,35 @@ class FFmpegNotFoundError(RuntimeError):
 
 @dataclass(frozen=True)
 class AudioConfig:
-    """How clips are loaded and validated.
+    """How clips are loaded and validated; also the ``audio_thinker.audio`` config section (its
+    schema and docs). Bad values raise ``ValueError`` naming the field."""
 
-    ``max_seconds=None`` disables the length check; ``silence_rms_threshold=0`` disables the
-    silence check (1e-4 is -80 dBFS: only digital silence and near-silence are rejected).
-    """
-
-    target_sr: int = 16000
+    #: sample rate every clip is resampled to (Qwen2-Audio / Omni feature extractors: 16 kHz)
+    sample_rate: int = 16000
+    #: the model's audio window; longer clips are cut or rejected (null: no length check)
     max_seconds: float | None = 30.0
-    on_too_long: Literal["truncate", "reject"] = "truncate"
+    #: truncate (cut, counted warning) | reject (skip the sample, counted)
+    on_too_long: str = "truncate"
+    #: clips whose RMS is below this are rejected as silent (1e-4 = -80 dBFS; 0 disables)
     silence_rms_threshold: float = 1e-4
+    #: the ffmpeg binary (videos, and files libsndfile cannot decode)
     ffmpeg: str = "ffmpeg"
+    #: seconds one ffmpeg decode may take
     ffmpeg_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.target_sr <= 0:
-            raise ValueError(f"target_sr must be positive, got {self.target_sr}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate={self.sample_rate} must be positive")
         if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be positive or None, got {self.max_seconds}")
-        if self.on_too_long not in ("truncate", "reject"):
-            raise ValueError(f"on_too_long must be 'truncate' or 'reject', got {self.on_too_long!r}")
+            raise ValueError(f"max_seconds={self.max_seconds} must be positive, or null for no length check")
+        if self.on_too_long not in ON_TOO_LONG:
+            raise ValueError(
+                f"on_too_long={self.on_too_long!r} is not valid; use one of: {', '.join(ON_TOO_LONG)}")
         if self.silence_rms_threshold < 0:
-            raise ValueError(f"silence_rms_threshold must be >= 0, got {self.silence_rms_threshold}")
+            raise ValueError(
+                f"silence_rms_threshold={self.silence_rms_threshold} must be >= 0 (0 disables the check)")
+        if self.ffmpeg_timeout_s <= 0:
+            raise ValueError(f"ffmpeg_timeout_s={self.ffmpeg_timeout_s} must be positive")
 
 
 DEFAULT_AUDIO_CONFIG = AudioConfig()
@@ -314,7 +326,7 @@ def load_audio(
     config: AudioConfig = DEFAULT_AUDIO_CONFIG,
     stats: AudioStats | None = None,
 ) -> LoadedAudio:
-    """Load ``path`` as validated mono float32 at ``config.target_sr``.
+    """Load ``path`` as validated mono float32 at ``config.sample_rate``.
 
     Raises one :class:`AudioError` subclass per problem (``missing``, ``corrupt``,
     ``no_audio_stream``, ``empty``, ``non_finite``, ``too_long`` when rejecting, ``silent``);
@@ -346,9 +358,9 @@ def _load_checked(path: Path, config: AudioConfig) -> LoadedAudio:
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     original_duration = len(mono) / src_sr
     mono, truncated = _check_length(path, mono, src_sr, config)
-    samples = resample(mono, orig_sr=src_sr, target_sr=config.target_sr)
+    samples = resample(mono, orig_sr=src_sr, target_sr=config.sample_rate)
     if config.max_seconds is not None:
-        samples = samples[: int(round(config.max_seconds * config.target_sr))]
+        samples = samples[: int(round(config.max_seconds * config.sample_rate))]
     if len(samples) == 0:
         raise AudioEmptyError(path, "fewer than one sample after resampling")
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
@@ -359,7 +371,7 @@ def _load_checked(path: Path, config: AudioConfig) -> LoadedAudio:
     return LoadedAudio(
         path=str(path),
         samples=np.ascontiguousarray(samples, dtype=np.float32),
-        sample_rate=config.target_sr,
+        sample_rate=config.sample_rate,
         original_duration_s=original_duration,
         original_sample_rate=src_sr,
         original_channels=int(data.shape[1]),

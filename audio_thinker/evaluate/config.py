@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio_thinker.config import AudioSection, ConfigError, PrepareSection, _build, _check_audio
+from audio_thinker.config import ConfigError, PrepareSection, _check_audio, build_section
+from audio_thinker.data.audio import AudioConfig
 from audio_thinker.inference.hf import GenerationOptions
 from audio_thinker.scoring.items import EVAL_BENCHMARKS, eval_benchmark_name
 from audio_thinker.inference.vllm import VLLMOptions, engine_kwargs
@@ -71,7 +72,7 @@ class EvalConfig:
     hf: HFSection = field(default_factory=HFSection)
     #: vLLM engine (audio_thinker.inference.vllm.VLLMOptions: vllm.LLM arguments of the same names)
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
-    audio: AudioSection = field(default_factory=AudioSection)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     #: the run directory (records, predictions, results, tables, plot); re-running with the same
     #: directory resumes: items already in records.jsonl are not generated again
     output_dir: str | None = None
@@ -95,7 +96,7 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
         section = OmegaConf.to_container(section, resolve=True)
     data = {k: v for k, v in dict(section).items() if k != "hydra"}
     try:
-        cfg: EvalConfig = _build(EvalConfig, data, "", root="")
+        cfg: EvalConfig = build_section(EvalConfig, data, "", root="")
     except ConfigError:
         raise
     except ValueError as error:  # GenerationOptions checks its values when built

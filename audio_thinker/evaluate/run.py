@@ -117,7 +117,8 @@ def fingerprint(cfg: EvalConfig, resolved: ResolvedModel) -> dict[str, Any]:
         "audio_root": cfg.benchmark.audio_root,
         "prompt_mode": cfg.prompt_mode,
         "generation": {k: v for k, v in dataclasses.asdict(cfg.generation).items() if k != "batch_size"},
-        "audio": dataclasses.asdict(cfg.audio),
+        # which ffmpeg binary decodes, and how long it may take, does not change the records
+        "audio": {k: v for k, v in dataclasses.asdict(cfg.audio).items() if k not in ("ffmpeg", "ffmpeg_timeout_s")},
     }
 
 
@@ -345,7 +346,7 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
     with (out / RECORDS_FILE).open("a", encoding="utf-8") as sink:
         new, timing = generate_records(
             todo, mode=cfg.prompt_mode, make_generator=lambda: build_generator(cfg, backend, resolved.hf_dir),
-            audio_config=cfg.audio.to_audio_config(), batch_size=cfg.generation.batch_size, sink=sink,
+            audio_config=cfg.audio, batch_size=cfg.generation.batch_size, sink=sink,
             stats=stats, progress=cfg.progress,
         )
     done.update({record.item_id: record for record in new})

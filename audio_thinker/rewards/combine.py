@@ -38,12 +38,15 @@ from audio_thinker.rewards.parsing import ParsedResponse, ResponseMode, parse_re
 
 
 class RewardMode(str, enum.Enum):
-    """Which reward terms are active; ``.value`` is the config string."""
+    """Which reward terms are active; ``.value`` (also ``str()``) is the config string."""
 
     ACCURACY = "accuracy"
     ATAR = "atar"
     ATAR_CR = "atar_cr"
     ATAR_CR_TR = "atar_cr_tr"
+
+    def __str__(self) -> str:
+        return self.value
 
     @property
     def uses_consistency(self) -> bool:
@@ -69,14 +72,27 @@ class RewardWeights:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """How a batch is rewarded."""
+    """How a batch is rewarded; also the ``audio_thinker.reward`` config section (its schema and docs).
 
-    mode: RewardMode = RewardMode.ATAR_CR_TR
-    weights: RewardWeights = field(default_factory=RewardWeights)
-    #: False: static ATAR (base values, no batch balancing or annealing; an ablation)
+    ``mode`` may be given as its string; it is stored as a :class:`RewardMode`.
+    """
+
+    #: which terms are active: accuracy | atar | atar_cr | atar_cr_tr (paper Table 1 rows)
+    mode: RewardMode = RewardMode.ATAR
+    #: false: static ATAR (base values, no batch balancing, no annealing)
     balance: bool = True
-    #: value of a judgement kind when no judgement of that kind succeeded in the batch
+    #: annealing horizon T; null = trainer.total_training_steps (read by the trainer)
+    anneal_steps: int | None = None
+    #: the prompt lists options as A, B, ...: a bare letter then names an option (read by the
+    #: reward manager when it scores a response)
+    lettered_choices: bool = False
+    #: value used for a judgement kind when every judgement of that kind failed in a batch
     fallback_if_all_fail: float = 0.0
+    #: w_c, w_f, w_t in R = R_a (1 + w_c R_c') + w_f R_f + w_t R_t (keys consistency, format, think_quality)
+    weights: RewardWeights = field(default_factory=RewardWeights)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", RewardMode(self.mode))
 
 
 @dataclass(frozen=True)
@@ -199,11 +215,11 @@ def compute_rewards(
     is_correct: Sequence[bool],
     step: int,
     total_steps: int,
-    config: RewardConfig = RewardConfig(),
+    config: RewardConfig,
     consistency: Sequence[int | None] | None = None,
     quality: Sequence[float | None] | None = None,
 ) -> RewardBreakdown:
-    """Rewards for the whole batch (every prompt x every rollout of the step).
+    """Rewards for the whole batch (every prompt x every rollout of the step), as ``config`` says.
 
     ``consistency[i]`` / ``quality[i]`` are the judge verdicts for THINK responses (``None`` =
     failed); entries of other responses are ignored and may be ``None``. Omit both when the
@@ -222,7 +238,7 @@ def compute_rewards(
     no_think = np.array([m is ResponseMode.NO_THINK for m in modes], dtype=bool)
     lam = float(think.mean())
 
-    mode = RewardMode(config.mode)
+    mode = config.mode
     if mode is RewardMode.ACCURACY:
         g_t = g_n = 1.0
         r_a = accuracy_rewards(correct)

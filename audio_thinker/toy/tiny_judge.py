@@ -253,7 +253,7 @@ def measure_parse_rate(model: Any, tokenizer: Any, *, n: int = 32, seed: int = 0
     share whose first line is exactly a verdict of the primed form (``Yes``/``No``, ``0.0``..``1.0``).
     """
     from audio_thinker.rewards.judge_parsing import first_line, parse_consistency, parse_quality
-    from reward_workers.backend import GenerationParams
+    from audio_thinker.rewards.verdict import GenerationParams
     from reward_workers.hf_worker import generate_continuations
 
     # a stream the priming never draws from (it uses ``random.Random(seed)``)

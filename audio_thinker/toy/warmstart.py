@@ -649,8 +649,7 @@ def _write(
     from transformers import AutoConfig, AutoProcessor
     from transformers.utils import logging as hf_logging
 
-    from audio_thinker.config import AudioSection
-    from audio_thinker.data.audio import AudioStats
+    from audio_thinker.data.audio import AudioConfig, AudioStats
 
     started = time.perf_counter()
     config = AutoConfig.from_pretrained(base_dir, local_files_only=True)
@@ -669,7 +668,7 @@ def _write(
         model = model_class.from_pretrained(base_dir, local_files_only=True, dtype=torch.float32).eval()
         tokenizer = processor.tokenizer
         tiny.token_ids(tokenizer, [*tiny.REASONING_TOKENS, END_OF_TURN])  # single ids, or a clear error
-        audio_config = AudioSection().to_audio_config()
+        audio_config = AudioConfig()
         train_rows, eval_rows = _split_rows(data_file, eval_data, options)
 
         train_stats, eval_stats = AudioStats(), AudioStats()

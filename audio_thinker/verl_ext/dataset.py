@@ -25,8 +25,7 @@ from typing import Any
 
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from audio_thinker.config import AudioSection
-from audio_thinker.data.audio import AudioError, AudioStats, load_audio
+from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
 from audio_thinker.data.rows import build_prompt_messages
 from audio_thinker.prompts import parse_mode
 from audio_thinker.verl_ext.convert import to_plain
@@ -44,7 +43,7 @@ class AudioQADataset(RLHFDataset):
     def __init__(self, data_files, tokenizer, config, processor=None, max_samples: int = -1):
         mode = config.get("prompt_mode", None)
         self.prompt_mode = parse_mode(mode) if mode is not None else None
-        self.audio_config = AudioSection(**(to_plain(config.get("audio", None)) or {})).to_audio_config()
+        self.audio_config = AudioConfig(**(to_plain(config.get("audio", None)) or {}))
         self.audio_stats = AudioStats()
         if processor is None:
             raise ValueError(

@@ -27,11 +27,12 @@ reports it as ``reward`` and ``acc`` is verl's core validation metric); the trai
 ``rm_scores`` of training steps with the batch-level reward before GRPO.
 
 Judges (consistency R_c, think quality R_t) join through one seam,
-:attr:`AudioThinkerRewardManager.judge_client`. When ``audio_thinker.reward.mode`` uses a judge
-(``atar_cr`` / ``atar_cr_tr``) it is a :class:`reward_workers.pool.PoolJudgeClient`, which sends
-each THINK response to the job's judge pool (a named Ray actor the trainer creates); NO-THINK and
-malformed responses make no judge call. The verdicts are added as ``judge_consistency`` /
-``judge_quality`` (``None`` = failed judgement; the trainer fills failures with the batch mean).
+:attr:`AudioThinkerRewardManager.judge_client` (a :class:`~audio_thinker.rewards.verdict.JudgeClient`).
+When ``audio_thinker.reward.mode`` uses a judge (``atar_cr`` / ``atar_cr_tr``) it is a
+:class:`reward_workers.pool.PoolJudgeClient`, which sends each THINK response to the job's judge
+pool (a named Ray actor the trainer creates); NO-THINK and malformed responses make no judge call.
+The verdicts are added as ``judge_consistency`` / ``judge_quality`` (``None`` = failed judgement;
+the trainer fills failures with the batch mean).
 Without a judge those keys are absent and the trainer passes ``None`` for every response.
 """
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
@@ -47,8 +48,9 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
 
 from audio_thinker.config import load_config
-from audio_thinker.rewards.combine import RewardMode, RuleScore, score_response
+from audio_thinker.rewards.combine import RuleScore, score_response
 from audio_thinker.rewards.parsing import DEFAULT_EOS_TOKENS, ParsedResponse, ResponseMode, strip_eos
+from audio_thinker.rewards.verdict import JudgeClient
 from audio_thinker.verl_ext.convert import to_plain
 
 logger = logging.getLogger(__name__)
@@ -87,19 +89,6 @@ class ResponseInfo(TypedDict, total=False):
     judge_consistency: int | None
     #: think-quality verdict in [0, 1] for THINK responses, None otherwise or on failure (judge only)
     judge_quality: float | None
-
-
-class JudgeVerdict(TypedDict):
-    """What a judge client returns for one THINK response (``None`` = that judgement failed)."""
-
-    consistency: int | None
-    quality: float | None
-
-
-class JudgeClient(Protocol):
-    """The seam for the LLM-judge pool: scores one THINK response, never raises on judge failure."""
-
-    async def judge(self, *, question: str, choices: Sequence[str], think: str, answer: str) -> JudgeVerdict: ...
 
 
 def eos_strings(tokenizer: Any) -> tuple[str, ...]:
@@ -173,7 +162,7 @@ class AudioThinkerRewardManager(RewardManagerBase):
         section = config.get("audio_thinker") if config is not None else None
         self.audio_thinker_config = load_config(section)
         self.lettered = self.audio_thinker_config.reward.lettered_choices
-        if RewardMode(self.audio_thinker_config.reward.mode).uses_judge and self.judge_client is None:
+        if self.audio_thinker_config.reward.mode.uses_judge and self.judge_client is None:
             from reward_workers.pool import PoolJudgeClient, default_deadline_s
 
             self.judge_client = PoolJudgeClient(deadline_s=default_deadline_s(self.audio_thinker_config.judge))

@@ -58,8 +58,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from audio_thinker.config import AudioSection
-from audio_thinker.data.audio import AudioError, AudioStats, load_audio
+from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
 from audio_thinker.data.rows import build_prompt_messages, inline_audio
 from audio_thinker.prompts import PromptMode, parse_mode
 from audio_thinker.rewards.parsing import TAGS, ResponseMode, parse_response
@@ -170,7 +169,7 @@ class AudioSFTDataset(Dataset):
         if pad_mode != "no_padding":
             raise ValueError(f"data.pad_mode={pad_mode!r}: verl's FSDP engine trains SFT with no_padding")
         self.audio_key = str(config.get("audio_key", None) or "audios")
-        self.audio_config = AudioSection(**(to_plain(config.get("audio", None)) or {})).to_audio_config()
+        self.audio_config = AudioConfig(**(to_plain(config.get("audio", None)) or {}))
         self.mm_processor_kwargs = to_plain(config.get("mm_processor_kwargs", None)) or {}
         self.shuffle = bool(config.get("shuffle", False))
         self.seed = config.get("seed", None)

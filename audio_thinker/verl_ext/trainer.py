@@ -148,7 +148,7 @@ def compute_step_rewards(
         is_correct=correct,
         step=step,
         total_steps=anneal_steps(cfg, total_steps),
-        config=cfg.reward.to_reward_config(),
+        config=cfg.reward,
         consistency=[info.get(CONSISTENCY_KEY) for info in infos],
         quality=[info.get(QUALITY_KEY) for info in infos],
     )
