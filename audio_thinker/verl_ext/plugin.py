@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from typing import Any
+
+from audio_thinker.backends.cpu import cpu_backend_requested, register_cpu_backend  # cheap: no torch, no verl
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ UNSUPPORTED_MODEL_TYPES = {
         "point actor_rollout_ref.model.path at the output"
     ),
 }
-
-_REGISTERED = False
 
 
 def register_model_classes() -> None:
@@ -156,16 +155,10 @@ def patch_fsdp2_wrap_targets() -> None:
 
 def register() -> None:
     """Apply every registration; safe to call more than once."""
-    global _REGISTERED
     register_model_classes()
     patch_hf_processor()
     patch_multimodal_processor_check()
     patch_fsdp2_wrap_targets()
-    _REGISTERED = True
-
-
-def is_registered() -> bool:
-    return _REGISTERED
 
 
 try:
@@ -178,7 +171,5 @@ except Exception:  # verl hides plugin errors at debug level: make ours visible
 # The CPU backend (platform, FSDP engines, transformers rollout) is selected by configuration:
 # `VERL_PLATFORM=cpu` in the job's runtime_env (conf/backbone/tiny_cpu.yaml), never by detecting
 # that no GPU is present. Outside the try above so a CPU failure cannot block the audio support.
-if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
-    from audio_thinker.backends.cpu import register_cpu_backend
-
+if cpu_backend_requested():
     register_cpu_backend()

@@ -49,6 +49,8 @@ from typing import Any
 import torch
 import torch.distributed
 
+from audio_thinker.backends.cpu import PLATFORM_NAME
+
 # first: registers platform 'cpu' before verl's FSDP engine module resolves the platform at import
 from audio_thinker.backends.cpu import platform as cpu_platform
 
@@ -68,7 +70,7 @@ __all__ = [
 
 #: ``engine strategy`` values the CPU engines are registered for (``fsdp`` is refused with a message)
 CPU_ENGINE_BACKENDS = ("fsdp", "fsdp2")
-DEVICE = cpu_platform.PLATFORM_NAME
+DEVICE = PLATFORM_NAME
 
 
 @contextmanager
