@@ -526,3 +526,13 @@ def test_the_server_bans_the_multimodal_placeholders(qa):
     assert vocab["<|im_end|>"] not in qa.server.generator.banned_token_ids
     assert multimodal_placeholder_ids(qa.model_config.hf_config, None) >= {vocab["<|AUDIO|>"]}
     assert multimodal_placeholder_ids(object(), None) == set()
+
+
+def test_replica_and_adapter_agree_on_the_server_name():
+    """The replica names its server actor and the adapter looks it up with the same function."""
+    import doctest
+
+    from audio_thinker.backends.cpu import rollout
+
+    result = doctest.testmod(rollout)
+    assert result.attempted > 0 and result.failed == 0

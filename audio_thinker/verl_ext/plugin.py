@@ -133,13 +133,14 @@ def patch_multimodal_processor_check() -> None:
 DIRECTLY_READ_EMBEDDINGS = ("embed_positions",)
 
 
-def select_fsdp2_wrap_targets(original: Any, model: Any, layer_classes: Any) -> list:
+def select_fsdp2_wrap_targets(original: Any, model: Any, fsdp_transformer_layer_cls_to_wrap: Any) -> list:
     """verl's FSDP2 wrap targets minus the embeddings in :data:`DIRECTLY_READ_EMBEDDINGS`."""
     excluded = {
         id(module) for name, module in model.named_modules()
         if name.rsplit(".", 1)[-1] in DIRECTLY_READ_EMBEDDINGS
     }
-    return [module for module in original(model, layer_classes) if id(module) not in excluded]
+    targets = original(model, fsdp_transformer_layer_cls_to_wrap)
+    return [module for module in targets if id(module) not in excluded]
 
 
 def patch_fsdp2_wrap_targets() -> None:

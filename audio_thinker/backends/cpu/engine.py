@@ -101,8 +101,6 @@ def _unpinned_cpu_offload_policy() -> Iterator[None]:
 class _CPUFSDPEngineMixin:
     """The CPU workarounds shared by both engine classes (module docstring, items 1-2)."""
 
-    engine_config: Any
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         engine_config = kwargs.get("engine_config", args[1] if len(args) > 1 else None)
         strategy = getattr(engine_config, "strategy", None)
