@@ -528,8 +528,8 @@ def test_the_server_bans_the_multimodal_placeholders(qa):
     assert multimodal_placeholder_ids(object(), None) == set()
 
 
-def test_replica_and_adapter_agree_on_the_server_name():
-    """The replica names its server actor and the adapter looks it up with the same function."""
+def test_server_actor_name_examples():
+    """The doctest examples of the server actor name (one function names it for the replica and the adapter)."""
     import doctest
 
     from audio_thinker.backends.cpu import rollout

@@ -24,6 +24,9 @@ What it does, each through the narrowest hook verl offers:
    :class:`~audio_thinker.verl_ext.processors.Qwen2AudioProcessorForVerl` accepts text without placeholders and returns the audio
    features (the actor's ``input_ids`` come from the rollout, not from this call); text that has
    placeholders is processed exactly as by the stock processor.
+
+Every verl name patched here (and every other verl name the project relies on) is listed, with
+its expected signature, in :mod:`audio_thinker.verl_ext.contract`.
 """
 
 from __future__ import annotations

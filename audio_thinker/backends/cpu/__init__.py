@@ -16,7 +16,9 @@ piece                             verl extension point                    select
 ================================  =====================================  ==========================
 
 The ``hf`` rollout is split by job: :mod:`.options`, :mod:`.sampling`, :mod:`.generator`,
-:mod:`.batcher`, :mod:`.weights`, :mod:`.server` and :mod:`.rollout` (see the latter).
+:mod:`.batcher`, :mod:`.weights`, :mod:`.server` and :mod:`.rollout` (see the latter). The verl
+names all of this relies on, private ones included, are listed in
+:mod:`audio_thinker.verl_ext.contract`.
 
 Importing this package is cheap (no torch, no verl): it holds the two selection predicates,
 :func:`cpu_backend_requested` (the environment) and :func:`trainer_uses_cpu` (the configuration).
