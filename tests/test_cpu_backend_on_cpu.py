@@ -113,7 +113,7 @@ def test_cpu_platform_check_explains_a_missing_selection(monkeypatch):
 def test_trainer_device_selects_the_cpu_pools():
     from omegaconf import OmegaConf
 
-    from audio_thinker.backends.cpu.trainer import trainer_uses_cpu
+    from audio_thinker.backends.cpu import trainer_uses_cpu
 
     assert trainer_uses_cpu(OmegaConf.create({"trainer": {"device": "cpu"}}))
     assert not trainer_uses_cpu(OmegaConf.create({"trainer": {"device": "cuda"}}))

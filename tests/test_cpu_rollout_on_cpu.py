@@ -34,14 +34,14 @@ class Tiny:
         import verl  # noqa: F401  (loads the project's plugin)
         from verl.workers.config import HFModelConfig, RolloutConfig
 
-        from audio_thinker.backends.cpu.rollout import HFRolloutServer
+        from audio_thinker.backends.cpu.server import HFRolloutServerActor
 
         self.arch, self.path = arch, path
         self.rollout_config = RolloutConfig(
             name="hf", prompt_length=512, response_length=12, tensor_model_parallel_size=1, seed=7,
         )
         self.model_config = HFModelConfig(path=path, override_config={"attn_implementation": "eager"})
-        self.server = HFRolloutServer(self.rollout_config, self.model_config)
+        self.server = HFRolloutServerActor(self.rollout_config, self.model_config)
         self.tokenizer = self.model_config.tokenizer
         self.processor = self.model_config.processor
         self.eos_id = self.tokenizer.convert_tokens_to_ids(EOS)
@@ -97,7 +97,7 @@ def qa(tiny_dirs):
 
 
 def spec(**kw):
-    from audio_thinker.backends.cpu.generation import SamplingSpec
+    from audio_thinker.backends.cpu.sampling import SamplingSpec
 
     kw.setdefault("max_tokens", 12)
     kw.setdefault("temperature", 0.0)
@@ -105,14 +105,14 @@ def spec(**kw):
 
 
 def req(prompt_ids, features=None, **kw):
-    from audio_thinker.backends.cpu.generation import GenerationRequest
+    from audio_thinker.backends.cpu.generator import GenerationRequest
 
     return GenerationRequest(prompt_ids=list(prompt_ids), sampling=spec(**kw), mm_inputs=features)
 
 
 # ------------------------------------------------------------------------ pure pieces
 def test_parse_sampling_params_defaults_clamping_and_refusals():
-    from audio_thinker.backends.cpu.generation import parse_sampling_params
+    from audio_thinker.backends.cpu.sampling import parse_sampling_params
 
     s = parse_sampling_params(
         {"temperature": 0.7, "top_p": 0.9, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True},
@@ -138,7 +138,7 @@ def test_parse_sampling_params_defaults_clamping_and_refusals():
 
 
 def test_top_k_top_p_masks_match_a_direct_computation():
-    from audio_thinker.backends.cpu.generation import apply_top_k_top_p
+    from audio_thinker.backends.cpu.sampling import apply_top_k_top_p
 
     logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]] * 4))
     out = apply_top_k_top_p(logits, torch.tensor([-1, 2, -1, 3]), torch.tensor([1.0, 1.0, 0.6, 0.7]))
@@ -157,7 +157,7 @@ def test_top_k_top_p_masks_match_a_direct_computation():
 def test_request_batcher_batches_concurrent_requests_and_isolates_failures():
     from concurrent.futures import ThreadPoolExecutor
 
-    from audio_thinker.backends.cpu.generation import RequestBatcher
+    from audio_thinker.backends.cpu.batcher import RequestBatcher
 
     calls = []
 
@@ -207,7 +207,7 @@ def test_batched_generation_equals_one_at_a_time(qa):
 
 
 def test_stops_at_eos_and_stop_ids_honours_ignore_eos_and_min_tokens(qa):
-    from audio_thinker.backends.cpu.generation import BatchedGenerator
+    from audio_thinker.backends.cpu.generator import BatchedGenerator
 
     ids = qa.text_prompt()
     free = qa.server.generator.generate([req(ids, max_tokens=12)])[0].token_ids
@@ -285,7 +285,7 @@ def test_temperature_top_k_top_p_are_honoured_in_tokens_and_logprobs(qa):
         expected = math.log(probs[token] / probs[keep].sum())
         assert abs(logprob - expected) < 1e-4
     # raw_logprobs ignore the processing (vLLM's logprobs_mode)
-    from audio_thinker.backends.cpu.generation import BatchedGenerator
+    from audio_thinker.backends.cpu.generator import BatchedGenerator
 
     raw = BatchedGenerator(qa.server.model, eos_token_ids=[qa.eos_id], logprobs_mode="raw_logprobs")
     out = raw.generate([req(ids, temperature=temperature, top_p=top_p, seed=4)])[0]
@@ -402,6 +402,7 @@ def test_register_cpu_rollout_is_idempotent_and_resolves_through_verl():
     from verl.workers.rollout.replica import get_rollout_replica_class
 
     from audio_thinker.backends.cpu import rollout
+    from audio_thinker.backends.cpu.options import engine_options
 
     assert base._ROLLOUT_REGISTRY.get(("hf", "async"), rollout.ADAPTER_FQDN) == rollout.ADAPTER_FQDN
     rollout.register_cpu_rollout()
@@ -410,10 +411,10 @@ def test_register_cpu_rollout_is_idempotent_and_resolves_through_verl():
     assert get_rollout_replica_class("hf") is rollout.HFRolloutReplica
     with pytest.raises(ValueError, match="already registers"):
         rollout.register_cpu_rollout("vllm")
-    assert rollout.engine_options({"engine_kwargs": {"hf": {"max_batch_size": 3}}, "max_num_seqs": 1024})[
+    assert engine_options({"engine_kwargs": {"hf": {"max_batch_size": 3}}, "max_num_seqs": 1024})[
         "max_batch_size"] == 3
     with pytest.raises(ValueError, match="unknown"):
-        rollout.engine_options({"engine_kwargs": {"hf": {"max_batchsize": 3}}})
+        engine_options({"engine_kwargs": {"hf": {"max_batchsize": 3}}})
 
 
 def test_ray_replica_server_and_adapter_weight_sync(tiny_dirs):
@@ -499,7 +500,7 @@ def test_ray_replica_server_and_adapter_weight_sync(tiny_dirs):
 
 
 def test_banned_ids_are_never_sampled_and_log_probs_stay_the_models(qa):
-    from audio_thinker.backends.cpu.generation import BatchedGenerator
+    from audio_thinker.backends.cpu.generator import BatchedGenerator
 
     ids, features = qa.audio_prompt(clip("tone"))
     free = qa.server.generator.generate([req(ids, features)])[0].token_ids  # greedy
@@ -525,3 +526,13 @@ def test_the_server_bans_the_multimodal_placeholders(qa):
     assert vocab["<|im_end|>"] not in qa.server.generator.banned_token_ids
     assert multimodal_placeholder_ids(qa.model_config.hf_config, None) >= {vocab["<|AUDIO|>"]}
     assert multimodal_placeholder_ids(object(), None) == set()
+
+
+def test_server_actor_name_examples():
+    """The doctest examples of the server actor name (one function names it for the replica and the adapter)."""
+    import doctest
+
+    from audio_thinker.backends.cpu import rollout
+
+    result = doctest.testmod(rollout)
+    assert result.attempted > 0 and result.failed == 0

@@ -24,15 +24,19 @@ What it does, each through the narrowest hook verl offers:
    :class:`~audio_thinker.verl_ext.processors.Qwen2AudioProcessorForVerl` accepts text without placeholders and returns the audio
    features (the actor's ``input_ids`` come from the rollout, not from this call); text that has
    placeholders is processed exactly as by the stock processor.
+
+Every verl name patched here (and every other verl name the project relies on) is listed, with
+its expected signature, in :mod:`audio_thinker.verl_ext.contract`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from typing import Any
+
+from audio_thinker.backends.cpu import cpu_backend_requested, register_cpu_backend  # cheap: no torch, no verl
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +49,6 @@ UNSUPPORTED_MODEL_TYPES = {
         "point actor_rollout_ref.model.path at the output"
     ),
 }
-
-_REGISTERED = False
 
 
 def register_model_classes() -> None:
@@ -134,13 +136,14 @@ def patch_multimodal_processor_check() -> None:
 DIRECTLY_READ_EMBEDDINGS = ("embed_positions",)
 
 
-def select_fsdp2_wrap_targets(original: Any, model: Any, layer_classes: Any) -> list:
+def select_fsdp2_wrap_targets(original: Any, model: Any, fsdp_transformer_layer_cls_to_wrap: Any) -> list:
     """verl's FSDP2 wrap targets minus the embeddings in :data:`DIRECTLY_READ_EMBEDDINGS`."""
     excluded = {
         id(module) for name, module in model.named_modules()
         if name.rsplit(".", 1)[-1] in DIRECTLY_READ_EMBEDDINGS
     }
-    return [module for module in original(model, layer_classes) if id(module) not in excluded]
+    targets = original(model, fsdp_transformer_layer_cls_to_wrap)
+    return [module for module in targets if id(module) not in excluded]
 
 
 def patch_fsdp2_wrap_targets() -> None:
@@ -156,16 +159,10 @@ def patch_fsdp2_wrap_targets() -> None:
 
 def register() -> None:
     """Apply every registration; safe to call more than once."""
-    global _REGISTERED
     register_model_classes()
     patch_hf_processor()
     patch_multimodal_processor_check()
     patch_fsdp2_wrap_targets()
-    _REGISTERED = True
-
-
-def is_registered() -> bool:
-    return _REGISTERED
 
 
 try:
@@ -178,7 +175,5 @@ except Exception:  # verl hides plugin errors at debug level: make ours visible
 # The CPU backend (platform, FSDP engines, transformers rollout) is selected by configuration:
 # `VERL_PLATFORM=cpu` in the job's runtime_env (conf/backbone/tiny_cpu.yaml), never by detecting
 # that no GPU is present. Outside the try above so a CPU failure cannot block the audio support.
-if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
-    from audio_thinker.backends.cpu import register_cpu_backend
-
+if cpu_backend_requested():
     register_cpu_backend()

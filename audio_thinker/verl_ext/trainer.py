@@ -54,10 +54,11 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 from verl.utils.profiler import marked_timer
 
+from audio_thinker.backends.cpu import trainer_uses_cpu
 from audio_thinker.config import AudioThinkerConfig, anneal_steps, load_config
-from audio_thinker.scoring.thinking import think_metrics
 from audio_thinker.rewards.combine import RewardBreakdown, RewardMode, compute_rewards
 from audio_thinker.rewards.metrics import compute_step_metrics
+from audio_thinker.scoring.thinking import think_metrics
 from audio_thinker.verl_ext.reward_manager import (
     CONSISTENCY_KEY,
     QUALITY_KEY,
@@ -234,7 +235,7 @@ class AudioThinkerTrainer(PPOTrainerSync):
         then verl's pools and workers; CPU ones when ``trainer.device=cpu`` (audio_thinker.backends.cpu)."""
         self._start_judge_pool()
         super()._init_resource_pool_mgr()
-        if self.config.trainer.device == "cpu":
+        if trainer_uses_cpu(self.config):
             from audio_thinker.backends.cpu.trainer import use_cpu_resources
 
             use_cpu_resources(self)

@@ -11,19 +11,34 @@ piece                             verl extension point                    select
 :mod:`.engine` (FSDP2 engines)    ``EngineRegistry`` (``device="cpu"``)   the platform's device name
 :mod:`.engine` (workers)          ``ActorRolloutRefWorker.*_worker_cls``  :mod:`.trainer`
 :mod:`.trainer` (resource pools)  ``PPOTrainer._init_resource_pool_mgr``  ``trainer.device=cpu``
-:mod:`.rollout` (``hf``)          ``RolloutReplicaRegistry``              ``rollout.name=hf``
+:mod:`.rollout` (``hf``)          ``RolloutReplicaRegistry``,             ``rollout.name=hf``
+                                  ``_ROLLOUT_REGISTRY``
 ================================  =====================================  ==========================
 
-Importing this package is cheap (no torch, no verl). :func:`register_cpu_backend` imports the
-modules, whose import registers them with verl (idempotent).
+The ``hf`` rollout is split by job: :mod:`.options`, :mod:`.sampling`, :mod:`.generator`,
+:mod:`.batcher`, :mod:`.weights`, :mod:`.server` and :mod:`.rollout` (see the latter). The verl
+names all of this relies on, private ones included, are listed in
+:mod:`audio_thinker.verl_ext.contract`.
+
+Importing this package is cheap (no torch, no verl): it holds the two selection predicates,
+:func:`cpu_backend_requested` (the environment) and :func:`trainer_uses_cpu` (the configuration).
+:func:`register_cpu_backend` imports the modules, whose import registers them with verl
+(idempotent).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from typing import Any
 
-__all__ = ["register_cpu_backend", "cpu_backend_requested"]
+__all__ = ["PLATFORM_ENV", "PLATFORM_NAME", "cpu_backend_requested", "register_cpu_backend", "trainer_uses_cpu"]
+
+#: ``VERL_PLATFORM`` value (and ``PlatformRegistry`` name) of the CPU platform
+PLATFORM_NAME = "cpu"
+#: the environment variable verl reads to select a platform explicitly
+PLATFORM_ENV = "VERL_PLATFORM"
 
 _PLATFORM_MODULE = f"{__name__}.platform"
 _ENGINE_MODULE = f"{__name__}.engine"
@@ -31,10 +46,15 @@ _ROLLOUT_MODULE = f"{__name__}.rollout"
 
 
 def cpu_backend_requested() -> bool:
-    """Whether this process selects the CPU backend (``VERL_PLATFORM=cpu``); imports nothing."""
-    import os
+    """Whether this process selects the CPU platform (``VERL_PLATFORM=cpu``); imports nothing."""
+    return os.environ.get(PLATFORM_ENV, "").strip().lower() == PLATFORM_NAME
 
-    return os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
+
+def trainer_uses_cpu(config: Any) -> bool:
+    """Whether the configuration selects the CPU pools and workers (``trainer.device == "cpu"``)."""
+    trainer = config.get("trainer", {}) if hasattr(config, "get") else getattr(config, "trainer", {})
+    device = trainer.get("device", None) if hasattr(trainer, "get") else getattr(trainer, "device", None)
+    return str(device).strip().lower() == PLATFORM_NAME
 
 
 def _initializing(name: str) -> bool:

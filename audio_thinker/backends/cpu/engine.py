@@ -49,6 +49,8 @@ from typing import Any
 import torch
 import torch.distributed
 
+from audio_thinker.backends.cpu import PLATFORM_NAME
+
 # first: registers platform 'cpu' before verl's FSDP engine module resolves the platform at import
 from audio_thinker.backends.cpu import platform as cpu_platform
 
@@ -68,7 +70,7 @@ __all__ = [
 
 #: ``engine strategy`` values the CPU engines are registered for (``fsdp`` is refused with a message)
 CPU_ENGINE_BACKENDS = ("fsdp", "fsdp2")
-DEVICE = cpu_platform.PLATFORM_NAME
+DEVICE = PLATFORM_NAME
 
 
 @contextmanager
@@ -98,8 +100,6 @@ def _unpinned_cpu_offload_policy() -> Iterator[None]:
 
 class _CPUFSDPEngineMixin:
     """The CPU workarounds shared by both engine classes (module docstring, items 1-2)."""
-
-    engine_config: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         engine_config = kwargs.get("engine_config", args[1] if len(args) > 1 else None)

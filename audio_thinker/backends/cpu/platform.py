@@ -23,7 +23,8 @@ time), so this module must be imported before that happens in every process that
 ``VERL_PLATFORM=cpu``; :func:`check_cpu_platform_selected` turns a late registration into a clear
 error instead of verl's ``Unknown platform 'cpu'``.
 
-This module imports only ``torch`` and ``verl.plugin.platform``: cheap to import.
+This module imports only ``torch`` and ``verl.plugin.platform``: cheap to import. Its name and
+the selecting variable are :data:`audio_thinker.backends.cpu.PLATFORM_NAME` / ``PLATFORM_ENV``.
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ from typing import Any
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
-__all__ = [
-    "PLATFORM_NAME", "CPUPlatform", "CPUDeviceModule", "cpu_device_module", "check_cpu_platform_selected",
-    "cpu_platform_requested", "register_cpu_platform",
-]
+from audio_thinker.backends.cpu import PLATFORM_ENV, PLATFORM_NAME, cpu_backend_requested
 
-#: ``VERL_PLATFORM`` value (and ``PlatformRegistry`` name) of this platform
-PLATFORM_NAME = "cpu"
-#: the environment variable verl reads to select a platform explicitly
-PLATFORM_ENV = "VERL_PLATFORM"
+__all__ = [
+    "CPUDeviceModule",
+    "CPUPlatform",
+    "check_cpu_platform_selected",
+    "cpu_device_module",
+    "register_cpu_platform",
+]
 
 
 def _host_memory() -> tuple[int, int]:
@@ -265,11 +266,6 @@ class CPUPlatform(PlatformBase):
         return None
 
 
-def cpu_platform_requested() -> bool:
-    """Whether this process selects the CPU platform (``VERL_PLATFORM=cpu``)."""
-    return os.environ.get(PLATFORM_ENV, "").strip().lower() == PLATFORM_NAME
-
-
 def register_cpu_platform() -> type[CPUPlatform]:
     """Register :class:`CPUPlatform` as ``cpu`` with verl's ``PlatformRegistry`` (idempotent)."""
     if PlatformRegistry.get(PLATFORM_NAME) is not CPUPlatform:
@@ -297,7 +293,7 @@ def check_cpu_platform_selected() -> None:
                 "resolves verl's platform"
             )
         return
-    if not cpu_platform_requested():
+    if not cpu_backend_requested():
         raise RuntimeError(
             f"the CPU backend is configured (trainer.device=cpu) but {PLATFORM_ENV}="
             f"{os.environ.get(PLATFORM_ENV, '')!r} in this process: set {PLATFORM_ENV}=cpu for every process "

@@ -17,16 +17,15 @@ so the role/pool logic stays verl's:
   placement-group bundle of ``max_colocate_count`` logical CPUs and no accelerator), and a resource
   check that counts Ray's logical CPUs.
 
-:class:`CPUResourcePoolsMixin` applies it when the configuration says ``trainer.device=cpu``
-(the only switch; nothing is inferred from the host). Put it before verl's trainer class in the
-bases of a ``PPOTrainer`` subclass, or call :func:`use_cpu_resources` from an
-``_init_resource_pool_mgr`` override.
+The project's trainer (:class:`audio_thinker.verl_ext.trainer.AudioThinkerTrainer`) calls
+:func:`use_cpu_resources` from its ``_init_resource_pool_mgr`` override when the configuration
+says ``trainer.device=cpu`` (:func:`audio_thinker.backends.cpu.trainer_uses_cpu`; the only
+switch, nothing is inferred from the host).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -37,20 +36,9 @@ from audio_thinker.backends.cpu import platform as cpu_platform
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "CPUResourcePoolManager", "CPUResourcePoolsMixin", "cpu_worker_class", "trainer_uses_cpu",
-    "use_cpu_resources",
-]
+__all__ = ["CPUResourcePoolManager", "cpu_worker_class", "use_cpu_resources"]
 
 
-def trainer_uses_cpu(config: Any) -> bool:
-    """Whether the configuration selects the CPU backend (``trainer.device == "cpu"``)."""
-    trainer = config.get("trainer", {}) if hasattr(config, "get") else getattr(config, "trainer", {})
-    device = trainer.get("device", None) if hasattr(trainer, "get") else getattr(trainer, "device", None)
-    return str(device).strip().lower() == cpu_platform.PLATFORM_NAME
-
-
-@dataclass
 class CPUResourcePoolManager(ResourcePoolManager):
     """verl's ``ResourcePoolManager`` with CPU-only pools (``RayResourcePool(use_gpu=False)``)."""
 
@@ -116,13 +104,3 @@ def use_cpu_resources(trainer: Any) -> None:
     workers = {str(role): worker.__ray_actor_class__.__name__ for role, worker in mapping.items()}
     logger.info("CPU backend: workers %s, pools %s", workers, manager.resource_pool_spec)
 
-
-class CPUResourcePoolsMixin:
-    """``_init_resource_pool_mgr`` = verl's, then :func:`use_cpu_resources` when ``trainer.device=cpu``."""
-
-    config: Any
-
-    def _init_resource_pool_mgr(self) -> None:
-        super()._init_resource_pool_mgr()  # type: ignore[misc]
-        if trainer_uses_cpu(self.config):
-            use_cpu_resources(self)
