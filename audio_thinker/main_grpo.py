@@ -162,6 +162,9 @@ def run(config: DictConfig) -> int:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
+    # verl resolves the config again in its task-runner actor, where ${hydra:...} (experiment names
+    # use ${hydra:runtime.choices.backbone}) has no hydra run to resolve against: resolve it here
+    OmegaConf.resolve(config)
     validate_config(
         config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
     )

@@ -49,9 +49,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import submit as jobs  # noqa: E402  (launch/submit.py: the same submission code)
+import job_client  # noqa: E402  (launch/job_client.py: the same submission code as submit.py)
+import job_spec  # noqa: E402  (launch/job_spec.py)
+from submit import add_job_arguments  # noqa: E402  (launch/submit.py: the same options)
 
-REPO = jobs.REPO
+REPO = job_spec.REPO
 MARKER_VAR = "AUDIO_THINKER_LOCAL_RAY"
 #: ``ray start`` flags whose default is a fixed port (a second cluster on the machine would collide)
 PORT_FLAGS = ("--port", "--dashboard-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
@@ -345,17 +347,17 @@ def parser() -> argparse.ArgumentParser:
                    help="where job.log, ray_logs/ and cluster.json go (default runs/launch/<submission id>)")
     p.add_argument("--no-ray-logs", action="store_true", help="do not copy the cluster's own logs")
     p.add_argument("--start-timeout", type=float, default=180.0, help="seconds for the cluster to come up")
-    jobs.add_job_arguments(p, code_default="installed")
+    add_job_arguments(p, code_default="installed")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    own, overrides = jobs.split_argv(sys.argv[1:] if argv is None else argv)
+    own, overrides = job_spec.split_argv(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(own)
     args.install = "image"  # the local environment is the image
     try:
-        spec = jobs.prepare_job(args, overrides)  # config errors fail here, before any cluster
-    except jobs.LaunchError as error:
+        spec = job_spec.prepare_job(args, overrides)  # config errors fail here, before any cluster
+    except job_spec.LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(spec.describe(), flush=True)
@@ -378,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       ray_start_pids=[p.pid for p in cluster.procs], pids_at_start=cluster.pids())
         (log_dir / "cluster.json").write_text(json.dumps(record, indent=2))
         client = cluster.job_client()
-        code = jobs.run_job(client, spec, log_file=log_dir / "job.log", stop_on_interrupt=True,
+        code = job_client.run_job(client, spec, log_file=log_dir / "job.log", stop_on_interrupt=True,
                             address=cluster.dashboard_url)
     except KeyboardInterrupt:
         print("\n[local] interrupted", file=sys.stderr, flush=True)

@@ -32,8 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
 sys.path.insert(0, str(LAUNCH))
 
+import job_client  # noqa: E402  (launch/job_client.py)
+import job_env  # noqa: E402  (launch/job_env.py)
+import job_spec  # noqa: E402  (launch/job_spec.py)
 import local  # noqa: E402  (launch/local.py)
-import submit  # noqa: E402  (launch/submit.py)
 import wait_for_resources  # noqa: E402  (launch/wait_for_resources.py)
 
 PY = sys.executable
@@ -43,7 +45,7 @@ RECIPE = "tiny_cpu/grpo_atar"
 def _args(**kw):
     defaults = dict(recipe=None, entry=None, python="python", job_id=None, entrypoint_num_cpus=None,
                     entrypoint_num_gpus=None, entrypoint_resources=None, code="upload",
-                    runtime_env=str(submit.RUNTIME_ENV_FILE), env=[], no_validate=True, log_file=None,
+                    runtime_env=str(job_env.RUNTIME_ENV_FILE), env=[], no_validate=True, log_file=None,
                     dry_run=True, install="image", pip_extras="gpu")
     defaults.update(kw)
     return SimpleNamespace(**defaults)
@@ -82,97 +84,129 @@ def _cmdline(pid: int) -> str:
 def test_overrides_after_double_dash_reach_the_entry_point_unchanged():
     user = ["trainer.total_training_steps=1", "trainer.logger=[console,file]", "+x.y='a b'",
             'data.val_files="/p with space/v.parquet"', "~trainer.foo", "hydra.run.dir=/tmp/$HOME"]
-    own, overrides = submit.split_argv(["--no-wait", "--", *user])
+    own, overrides = job_spec.split_argv(["--no-wait", "--", *user])
     assert own == ["--no-wait"] and overrides == user
-    spec = submit.prepare_job(_args(), overrides)
+    spec = job_spec.prepare_job(_args(), overrides)
     argv = shlex.split(spec.entrypoint)
     assert argv[:3] == ["python", "-m", "audio_thinker.main_grpo"]
     # the one added override comes before the user's (theirs win), then theirs byte for byte
     assert argv[3:] == ["ray_kwargs.ray_init.num_cpus=null", *user]
-    other = submit.prepare_job(_args(entry="audio_thinker.main_sft"), ["a=1"])
+    other = job_spec.prepare_job(_args(entry="audio_thinker.main_sft"), ["a=1"])
     assert shlex.split(other.entrypoint)[3:] == ["a=1"], "only main_grpo calls ray.init with num_cpus"
 
 
 def test_recipe_expands_to_its_entry_and_overrides_then_the_users():
-    assert (REPO / "recipes" / f"{RECIPE}.yaml").is_file(), f"recipes/{RECIPE}.yaml is missing"
-    data = yaml.safe_load((REPO / "recipes" / f"{RECIPE}.yaml").read_text())
-    entry, recipe_overrides, extra = submit.recipe_command(RECIPE, ["trainer.total_training_steps=1"])
-    assert entry == data["entry"] and recipe_overrides == data["overrides"]
-    spec = submit.prepare_job(_args(recipe=RECIPE), ["trainer.total_training_steps=1"])
+    backbone, row = RECIPE.split("/")
+    assert (REPO / "conf" / "experiment" / f"{row}.yaml").is_file(), f"conf/experiment/{row}.yaml is missing"
+    entry, recipe_overrides, extra = job_spec.recipe_command(RECIPE, ["trainer.total_training_steps=1"])
+    assert entry == "audio_thinker.main_grpo"
+    assert recipe_overrides == [f"backbone={backbone}", f"experiment={row}"]
+    assert extra == ["trainer.total_training_steps=1"]
+    spec = job_spec.prepare_job(_args(recipe=RECIPE), ["trainer.total_training_steps=1"])
     argv = shlex.split(spec.entrypoint)
-    assert argv[2] == data["entry"]
-    assert argv[3:] == [*data["overrides"], "ray_kwargs.ray_init.num_cpus=null",
-                        "trainer.total_training_steps=1"]
+    assert argv[2] == entry
+    assert argv[3:] == [*recipe_overrides, "ray_kwargs.ray_init.num_cpus=null", "trainer.total_training_steps=1"]
     assert spec.metadata["recipe"] == RECIPE
+    sft = job_spec.prepare_job(_args(recipe="qwen2_audio_7b/sft_cot"), [])
+    assert shlex.split(sft.entrypoint)[2:] == ["audio_thinker.main_sft", "backbone=qwen2_audio_7b",
+                                               "experiment=sft_cot"]
+    with pytest.raises(job_spec.LaunchError, match="known recipes: .*tiny_cpu/grpo_atar"):
+        job_spec.recipe_command("tiny_cpu/nope")
 
 
-def test_recipe_yaml_is_read_directly_without_the_recipes_module(tmp_path, monkeypatch):
-    (tmp_path / "recipes" / "b").mkdir(parents=True)
-    (tmp_path / "recipes" / "b" / "r.yaml").write_text(
-        "entry: audio_thinker.main_grpo\noverrides: [backbone=tiny_cpu, 'trainer.logger=[console]']\n")
-    real_import = submit.importlib.import_module
+def test_recipe_without_the_recipes_module_says_how_to_fix(monkeypatch):
+    real_import = job_spec.importlib.import_module
 
     def no_recipes(name, *a, **k):
         if name == "audio_thinker.recipes":
             raise ImportError(name)
         return real_import(name, *a, **k)
 
-    monkeypatch.setattr(submit.importlib, "import_module", no_recipes)
-    monkeypatch.setattr(submit, "REPO", tmp_path)
-    assert submit.recipe_command("b/r", ["x=1"]) == (
-        "audio_thinker.main_grpo", ["backbone=tiny_cpu", "trainer.logger=[console]"], ["x=1"])
-    with pytest.raises(submit.LaunchError, match="does not exist"):
-        submit.recipe_command("b/missing")
+    monkeypatch.setattr(job_spec.importlib, "import_module", no_recipes)
+    with pytest.raises(job_spec.LaunchError, match="pass --entry and the overrides backbone=<backbone> experiment"):
+        job_spec.recipe_command("b/r", ["x=1"])
+
+
+def test_the_config_check_is_the_recipes_compose():
+    """One compose-and-validate for the launcher and ``python -m audio_thinker.recipes compose``."""
+    config = job_spec.compose_config("audio_thinker.main_grpo", ["backbone=tiny_cpu", "experiment=grpo_cot"])
+    assert config.audio_thinker.prompt_mode == "think" and config.trainer.experiment_name == "tiny_cpu-grpo_cot"
+    with pytest.raises(job_spec.LaunchError, match="config error: .*trainer.totl_training_steps"):
+        job_spec.compose_config("audio_thinker.main_grpo", ["backbone=tiny_cpu", "trainer.totl_training_steps=1"])
+    with pytest.raises(job_spec.LaunchError, match="config error: verl refuses this config"):
+        job_spec.compose_config("audio_thinker.main_grpo", ["backbone=tiny_cpu", "data.train_batch_size=2"])
+    with pytest.raises(ImportError, match="not a hydra entry point"):
+        job_spec.compose_config("platform", [])
 
 
 def test_runtime_env_ships_the_code_without_heavy_folders_and_sets_the_config_env():
-    base = submit.load_runtime_env_file()
+    base = job_env.load_runtime_env_file()
     config_env = {"VERL_PLATFORM": "cpu", "VERL_USE_EXTERNAL_MODULES": "a.b"}
-    env = submit.build_runtime_env(base, config_env=config_env, extra_env={"HF_HOME": "/h"})
+    env = job_env.build_runtime_env(base, config_env=config_env, extra_env={"HF_HOME": "/h"})
     assert env["working_dir"] == str(REPO)
     for pattern in (".git", ".venv", "/checkpoints", "/data", "/models", "/runs", "/outputs", "__pycache__"):
         assert pattern in env["excludes"], pattern
     assert env["env_vars"]["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1"
     assert env["env_vars"]["VERL_PLATFORM"] == "cpu" and env["env_vars"]["HF_HOME"] == "/h"
-    installed = submit.build_runtime_env(base, code="installed")
+    installed = job_env.build_runtime_env(base, code="installed")
     assert "working_dir" not in installed and "excludes" not in installed
-    pip = submit.build_runtime_env(base, config_env={"VERL_USE_EXTERNAL_MODULES": "a.b"}, install="pip",
-                                   pip=["x==1"])
+    pip = job_env.build_runtime_env(base, config_env={"VERL_USE_EXTERNAL_MODULES": "a.b"}, install="pip",
+                                    pip=["x==1"])
     assert pip["pip"]["packages"] == ["x==1"]
-    assert pip["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == f"{submit.PLUGIN_MODULE},a.b"
+    assert pip["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == f"{job_env.PLUGIN_MODULE},a.b"
 
 
 def test_working_dir_upload_is_small_even_without_gitignore():
-    excludes = submit.load_runtime_env_file()["excludes"]
-    files = submit.package_files(REPO, excludes, include_gitignore=False)
-    if files is None:
-        pytest.skip("this Ray has no packaging helper")
+    excludes = job_env.load_runtime_env_file()["excludes"]
+    files = job_env.package_files(REPO, excludes)
     rel = {f.relative_to(REPO).as_posix() for f in files}
     assert "audio_thinker/main_grpo.py" in rel and "conf/audio_thinker_grpo.yaml" in rel
-    assert "launch/runtime_env.yaml" in rel
+    assert "launch/runtime_env.yaml" in rel and "conf/experiment/grpo_atar_cr_tr.yaml" in rel
     heavy = (".git/", ".venv/", "checkpoints/", "data/", "models/", "runs/", "outputs/")
     assert not [r for r in rel if r.startswith(heavy) or "__pycache__" in r]
     size = sum(f.stat().st_size for f in files)
     assert size < 20 * 2**20, f"working_dir upload is {size / 2**20:.1f} MiB"
 
 
+def test_exclude_patterns_follow_gitignore_rules(tmp_path):
+    for path in ("a.pyc", "pkg/b.pyc", "pkg/keep.py", "data/x.txt", "pkg/data/y.txt", "docs/i.png",
+                 "docs/sub/j.png", "build/z.py", "pkg/build/w.py", "m.egg-info/PKG-INFO"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    files = job_env.package_files(tmp_path, ["*.pyc", "/data", "/docs/*.png", "build", "*.egg-info"])
+    assert {f.relative_to(tmp_path).as_posix() for f in files} == {
+        "pkg/keep.py", "pkg/data/y.txt", "docs/sub/j.png"}  # /x anchors, x matches at any depth
+    with pytest.raises(job_env.LaunchError, match="negated patterns"):
+        job_env.package_files(tmp_path, ["!keep.py"])
+    try:  # Ray's own (private) walker, where this Ray has it: the same files
+        from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+    except ImportError:
+        return
+    excludes = job_env.load_runtime_env_file()["excludes"]
+    ray_files: list[Path] = []
+    _dir_travel(REPO, [_get_excludes(REPO, list(excludes))],
+                lambda p: ray_files.append(p) if p.is_file() and not p.is_symlink() else None,
+                include_gitignore=False)
+    assert sorted(ray_files) == sorted(job_env.package_files(REPO, excludes))
+
+
 def test_pip_policy_pins_the_direct_dependencies():
-    packages = submit.pip_packages(REPO, ["gpu"])
+    packages = job_env.pip_packages(["gpu"])
     assert "verl[verl-core]==0.9.1" in packages and "vllm==0.24.0" in packages
     assert any(p.startswith("torch==") for p in packages)
     assert all("==" in p for p in packages), packages
-    with pytest.raises(submit.LaunchError, match="no extra"):
-        submit.pip_packages(REPO, ["nope"])
+    with pytest.raises(job_env.LaunchError, match="no extra"):
+        job_env.pip_packages(["nope"])
 
 
 def test_exit_status_is_the_jobs():
     def info(status, code=None):
         return SimpleNamespace(status=SimpleNamespace(value=status), driver_exit_code=code)
 
-    assert submit.exit_status(info("SUCCEEDED", 0)) == 0
-    assert submit.exit_status(info("FAILED", 2)) == 2
-    assert submit.exit_status(info("FAILED", None)) == 1
-    assert submit.exit_status(info("STOPPED")) == 1
+    assert job_client.exit_status(info("SUCCEEDED", 0)) == 0
+    assert job_client.exit_status(info("FAILED", 2)) == 2
+    assert job_client.exit_status(info("FAILED", None)) == 1
+    assert job_client.exit_status(info("STOPPED")) == 1
 
 
 def test_wait_for_resources_pure_parts():
@@ -212,7 +246,7 @@ def test_kuberay_rayjob_manifest():
     nnodes = next(int(a.split("=")[1]) for a in argv if a.startswith("trainer.nnodes="))
     assert gpu["replicas"] == nnodes
     # every override of the manifest exists in the config and passes the entry point's checks
-    submit.compose_config(argv[2], argv[3:])
+    job_spec.compose_config(argv[2], argv[3:])
 
 
 def test_sbatch_script_is_valid_bash_and_polls_instead_of_sleeping():
@@ -361,14 +395,23 @@ def test_sbatch_script_on_a_simulated_two_node_allocation(other_cluster, tmp_pat
     _assert_alive(other_cluster)
 
 
+def _toy_prefix() -> str:
+    """Where the demo's build-when-missing paths live (``toy.*``; ``audio_thinker.prepare.*`` in
+    configs that predate the ``toy:`` section)."""
+    from audio_thinker.compose import compose
+
+    return "toy" if "toy" in compose("audio_thinker.main_grpo", ["backbone=tiny_cpu"]) else "audio_thinker.prepare"
+
+
 def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
+    toy = _toy_prefix()
     return [
         f"hydra.run.dir={run_dir}/hydra",
         f"actor_rollout_ref.model.path={root / 'model'}",
         f"data.train_files={root / 'data' / 'train.parquet'}",
         f"data.val_files={root / 'data' / 'val.parquet'}",
-        "audio_thinker.prepare.synthetic_data=null", "audio_thinker.prepare.tiny_model=null",
-        "audio_thinker.prepare.primed_model=null", "audio_thinker.prepare.tiny_judge=null",
+        f"{toy}.synthetic_data=null", f"{toy}.tiny_model=null", f"{toy}.primed_model=null",
+        f"{toy}.tiny_judge=null",
         "audio_thinker.reward.mode=atar",  # no judge: the launch path is what is under test
         "data.train_batch_size=4", "data.max_response_length=16", "actor_rollout_ref.rollout.n=2",
         "actor_rollout_ref.actor.ppo_mini_batch_size=4", "trainer.total_training_steps=1",
@@ -387,13 +430,11 @@ def test_local_mode_runs_one_grpo_step_and_stops_only_its_cluster(other_cluster,
     ensure_tiny_model("qwen2_audio", tmp_path / "model")
     generate_dataset(tmp_path / "data", n_train=8, n_val=4, seed=0, progress=False)
     run_dir, log_dir = tmp_path / "run", tmp_path / "logs"
-    recipe = ["--recipe", RECIPE] if (REPO / "recipes" / f"{RECIPE}.yaml").is_file() else []
-    base = [] if recipe else ["backbone=tiny_cpu"]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "VERL_FILE_LOGGER_PATH",
                                                             "TENSORBOARD_DIR")}
     result = subprocess.run(
-        [PY, str(LAUNCH / "local.py"), "--code", "upload", "--log-dir", str(log_dir), *recipe, "--",
-         *base, *_tiny_overrides(tmp_path, run_dir)],
+        [PY, str(LAUNCH / "local.py"), "--code", "upload", "--log-dir", str(log_dir), "--recipe", RECIPE,
+         "--", *_tiny_overrides(tmp_path, run_dir)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     out = result.stdout + result.stderr
     (tmp_path / "local.out").write_text(out)

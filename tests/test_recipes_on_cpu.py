@@ -1,20 +1,23 @@
-"""Recipes (``recipes/<backbone>/<row>.yaml``): every one composes, validates and matches its row.
+"""Recipes (``backbone=<backbone> experiment=<row>``): every one composes, validates and matches its row.
 
-1. Every recipe in ``recipes/`` (globbed, so a new file is tested too) is composed with its entry
-   point's hydra config through hydra's compose API (unknown keys raise) and validated by the entry
-   point's own checks (for GRPO also verl's ``validate_config``, as ``main_grpo`` does before Ray).
-   The table is complete (7 rows x 3 backbones), GPU recipes carry the paper's hyper-parameters,
-   prompt and reward modes match the row, judge rows give the judge GPUs of its own and the GPU
-   counts add up, tiny_cpu recipes run on CPU.
-2. The tiny_cpu variant of each GRPO row runs one training step through the real command
+1. The groups: every Table 1 row has an experiment file of its entry point and every backbone a
+   recipe of each row; the files set only keys the config has (a typo in a config file would add
+   a new key silently); every ``backbone_experiment`` file names a recipe or is included by one;
+   the table of what is not config (labels, costs, paper figures) covers exactly the recipes.
+2. Every recipe (backbones x experiment files, so a new file is tested too) is composed with hydra's
+   compose API and validated by the entry point's own checks (for GRPO also verl's
+   ``validate_config``, as ``main_grpo`` does before Ray). GPU recipes carry the paper's
+   hyper-parameters, prompt and reward modes match the row, judge rows give the judge GPUs of its
+   own and the GPU counts add up, tiny_cpu recipes run on CPU.
+3. The tiny_cpu variant of each GRPO row runs one training step through the real command
    (``python -m audio_thinker.recipes run tiny_cpu/<row> ...``). ``make test`` runs two of them
    (``grpo``: no judge; ``grpo_atar_cr_tr``: the judge pool), ``pytest -m recipes`` all five.
-3. ``recipes/README.md`` lists every recipe with its command and cost.
+4. ``docs/recipes.md`` lists every recipe with its command, cost and the paper's figures.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import os
 import re
@@ -25,6 +28,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from audio_thinker import compose as composing
 from audio_thinker import recipes
 from audio_thinker.recipes import RecipeError, command, list_recipes, load_recipe, parse_override
 
@@ -46,12 +50,21 @@ GPUS_PER_NODE = 8
 P = "audio_thinker/"
 
 
-def _entry_available(entry: str) -> bool:
-    return importlib.util.find_spec(entry) is not None
+@functools.lru_cache(maxsize=None)
+def _backbone_only(entry: str, backbone: str):
+    """The entry point's config with the backbone alone (no experiment)."""
+    return composing.compose(entry, [f"backbone={backbone}"])
+
+
+def _toy_prefix() -> str:
+    """Where the demo's build-when-missing paths live (``toy.*``; ``audio_thinker.prepare.*`` in
+    configs that predate the ``toy:`` section)."""
+    base = _backbone_only("audio_thinker.main_grpo", "tiny_cpu")
+    return "toy" if "toy" in base else "audio_thinker.prepare"
 
 
 # ---------------------------------------------------------------------------------------------
-# the table and the file format
+# 1. the groups and the table
 # ---------------------------------------------------------------------------------------------
 
 
@@ -65,72 +78,108 @@ def test_every_row_and_backbone_has_a_recipe():
     assert set(NAMES) == expected, f"unexpected recipes: {sorted(set(NAMES) - expected)}"
 
 
-def test_rows_are_named_alike_across_backbones():
+def test_rows_belong_to_their_entry_point_and_are_named_alike():
     by_row: dict[str, set[str]] = {}
     for name in NAMES:
         r = load_recipe(name)
         by_row.setdefault(r.row_id, set()).add(r.row)
         assert r.entry == ROWS[r.row_id][0], f"{name}: entry {r.entry}, expected {ROWS[r.row_id][0]}"
+        assert r.overrides == (f"backbone={r.backbone}", f"experiment={r.row_id}")
     for row_id, labels in by_row.items():
         assert len(labels) == 1, f"{row_id} has different Table 1 row names: {sorted(labels)}"
 
 
-def _write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+def test_the_entry_points_config_folders_are_the_groups_folders():
+    for entry, folder in recipes.ENTRIES.items():
+        assert Path(composing.entry_module(entry).CONFIG_DIR) == folder, entry
 
 
-GOOD = """\
-name: b/r
-row: GRPO
-entry: audio_thinker.main_grpo
-description: d
-overrides: [backbone=tiny_cpu, +x.y=1, '~trainer.logger']
-cost: {gpus: 0, gpu_hours: 0, basis: measured}
-paper: {mmau_test_mini_avg: 64.5, mmar_avg: null, air_avg: null}
-"""
+def test_the_table_covers_exactly_the_recipes(monkeypatch):
+    assert recipes.check_table() == []
+    # a gap or a stray entry in the table is named, with the table and the key
+    costs = dict(recipes.COSTS)
+    costs.pop("qwen2_5_omni_7b/grpo_cot")
+    costs["qwen2_audio_7b/grpo_typo"] = recipes.COSTS["qwen2_audio_7b/grpo"]
+    monkeypatch.setattr(recipes, "COSTS", costs)
+    monkeypatch.setattr(recipes, "PAPER", {**recipes.PAPER, "tiny_cpu": {"grpo_cott": (1.0, 2.0, 3.0)}})
+    problems = recipes.check_table()
+    assert "COSTS['qwen2_audio_7b/grpo_typo']: no such recipe" in problems
+    assert "PAPER['tiny_cpu']['grpo_cott']: no such recipe" in problems
+    assert "qwen2_5_omni_7b/grpo_cot: no expected cost in audio_thinker.recipes.COSTS" in problems
+    with pytest.raises(RecipeError, match="qwen2_5_omni_7b/grpo_cot: no expected cost"):
+        load_recipe("qwen2_5_omni_7b/grpo_cot")
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (("name: b/r", "name: b/other"), "name is 'b/other' but the file is recipes/b/r.yaml"),
-        (("entry: audio_thinker.main_grpo", "entry: audio_thinker.main_ppo"),
-         "use one of: audio_thinker.main_grpo"),
-        (("overrides: [backbone=tiny_cpu,", "overrides: [backbone,"), "has no '='"),
-        (("overrides: [backbone=tiny_cpu,", "overrides: [backbone=a, backbone=b,"), "set backbone twice"),
-        (("overrides: [backbone=tiny_cpu,", "overrides: [{a: 1},"), "must be a string like key=value"),
-        (("overrides: [backbone=tiny_cpu,", "overrides: [++a=1,"), "is not a hydra override"),
-        (("overrides: [backbone=tiny_cpu, +x.y=1, '~trainer.logger']", "overrides: a=1"), "must be a list"),
-        (("gpu_hours: 0", "gpu_hours: lots"), "cost.gpu_hours must be a number"),
-        (("gpus: 0,", "gpus: 1.5,"), "cost.gpus must be a whole number"),
-        ((", basis: measured", ""), "cost must be a mapping with exactly the keys gpus, gpu_hours, basis"),
-        (("mmar_avg: null", "mmar_avg: high"), "paper.mmar_avg must be a number or null"),
-        (("air_avg: null", "air: null"), "paper must be a mapping with exactly the keys"),
-        (("row: GRPO", "row: ''"), "row must be a non-empty string"),
-        (("description: d", "descr: d"), "unknown key 'descr'"),
-        (("description: d\n", ""), "missing key 'description'"),
-    ],
-)
-def test_malformed_recipes_are_refused_naming_the_file(tmp_path, change, message):
-    _write(tmp_path, "b/r", GOOD)
-    good = load_recipe("b/r", root=tmp_path)
-    assert good.overrides == ("backbone=tiny_cpu", "+x.y=1", "~trainer.logger")
-    assert good.paper["mmau_test_mini_avg"] == 64.5 and good.backbone == "b" and good.row_id == "r"
-    old, new = change
-    assert old in GOOD
-    path = _write(tmp_path, "b/r", GOOD.replace(old, new))
-    with pytest.raises(RecipeError, match=re.escape(message)) as info:
-        load_recipe("b/r", root=tmp_path)
-    assert str(path) in str(info.value)
+def test_paper_figures_and_costs_are_well_formed():
+    for name in NAMES:
+        r = load_recipe(name)
+        assert isinstance(r.cost.gpus, int) and r.cost.gpus >= 0 and r.cost.gpu_hours >= 0, name
+        assert r.cost.basis.strip(), f"{name}: say how the cost was derived"
+        values = list(r.paper.values())
+        assert list(r.paper) == list(recipes.PAPER_KEYS)
+        if r.backbone == "tiny_cpu":
+            assert values == [None, None, None], f"{name}: a CPU toy run has no paper figures"
+        else:
+            assert all(isinstance(v, float) and 0 < v < 100 for v in values), f"{name}: {values}"
+    # the method's row is the paper's best on MMAU for both backbones
+    for backbone, rows in recipes.PAPER.items():
+        best = max(rows, key=lambda row: rows[row][0])
+        assert best == "grpo_atar_cr_tr", backbone
 
 
-def test_unknown_recipe_lists_the_known_ones(tmp_path):
-    _write(tmp_path, "b/r", GOOD)
-    with pytest.raises(RecipeError, match=r"no recipe 'b/x'.*known recipes: b/r"):
-        load_recipe("b/x", root=tmp_path)
+def _included(path: Path) -> list[Path]:
+    """``path`` and the files of its group its defaults list includes (the shared parts)."""
+    raw = OmegaConf.load(path)
+    out = [path]
+    for item in raw.get("defaults", []) or []:
+        if isinstance(item, str) and item != "_self_":
+            out += _included(path.parent / f"{item}.yaml")
+    return out
+
+
+def test_backbone_experiment_files_name_a_recipe_or_are_included_by_one():
+    """A misspelt ``<backbone>_<row>.yaml`` would never be selected: silently ignored."""
+    for entry, folder in recipes.ENTRIES.items():
+        pairs = {f"{n.split('/')[0]}_{n.split('/')[1]}" for n in NAMES if load_recipe(n).entry == entry}
+        files = sorted((folder / recipes.PAIR_GROUP).glob("*.yaml"))
+        used = {p for f in files if f.stem in pairs for p in _included(f)}
+        stray = [str(f.relative_to(REPO)) for f in files if f not in used]
+        assert not stray, f"{stray}: name no <backbone>_<row> recipe and no such file includes them"
+
+
+def _leaf_keys(node, prefix=""):
+    for key in node.keys():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        child = node._get_node(key)
+        if OmegaConf.is_dict(child) and len(child) > 0:
+            yield from _leaf_keys(child, path)
+        else:
+            yield path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_experiment_files_set_only_keys_the_config_has(name):
+    """Config files may add keys (only command-line overrides are checked): a typo would add one."""
+    recipe = load_recipe(name)
+    base = _backbone_only(recipe.entry, recipe.backbone)
+    files = [p for f in recipe.files()[1:] for p in _included(f)]
+    unknown = []
+    for path in files:
+        raw = OmegaConf.load(path)
+        raw.pop("defaults", None)
+        for key in _leaf_keys(raw):
+            if key.split(".")[0] == "toy" and "toy" not in base:
+                continue  # the demo's build paths, before the base config had its toy: section
+            if OmegaConf.select(base, key, default="<absent>") == "<absent>":
+                unknown.append(f"{path.relative_to(REPO)}: {key}")
+    assert not unknown, f"keys the config does not have (misspelt?): {unknown}"
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(RecipeError, match=r"no recipe 'tiny_cpu/nope'.*known recipes: .*tiny_cpu/grpo"):
+        load_recipe("tiny_cpu/nope")
+    with pytest.raises(RecipeError, match="no recipe 'laptop/grpo'"):
+        load_recipe("laptop/grpo")
 
 
 def test_parse_override_forms():
@@ -147,12 +196,12 @@ def test_command_puts_extra_overrides_last():
     r = load_recipe("tiny_cpu/grpo")
     cmd = command(r, ["trainer.total_training_steps=1", "audio_thinker.reward.mode=atar"])
     assert cmd[:3] == [sys.executable, "-m", "audio_thinker.main_grpo"]
-    assert cmd[3:-2] == list(r.overrides)
+    assert cmd[3:-2] == list(r.overrides) == ["backbone=tiny_cpu", "experiment=grpo"]
     assert cmd[-2:] == ["trainer.total_training_steps=1", "audio_thinker.reward.mode=atar"]
     with pytest.raises(RecipeError, match="extra override"):
         command(r, ["oops"])
     assert command(r, ["a=1", "--cfg", "job"])[-3:] == ["a=1", "--cfg", "job"]  # hydra's flags pass through
-    with pytest.raises(RecipeError, match="compose takes hydra overrides only"):
+    with pytest.raises(recipes.ConfigError, match="compose takes hydra overrides only"):
         recipes.compose(r, ["--cfg", "job"])
 
 
@@ -162,8 +211,21 @@ def test_extra_overrides_win_in_the_composed_config():
     assert cfg.audio_thinker.reward.mode == "atar" and cfg.data.train_batch_size == 2
 
 
+def test_the_entry_point_takes_backbone_and_experiment_directly(tmp_path):
+    """``python -m audio_thinker.main_grpo backbone=... experiment=...`` is the recipe: same config,
+    run names resolved from the hydra run (``${hydra:runtime.choices.backbone}``)."""
+    run = [sys.executable, "-m", "audio_thinker.main_grpo", f"hydra.run.dir={tmp_path}",
+           "backbone=qwen2_5_omni_7b", "experiment=grpo_atar_cr_tr", "audio_thinker.dry_run=true"]
+    done = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "config OK (dry run" in done.stdout
+    assert "experiment_name: qwen2_5_omni_7b-grpo_atar_cr_tr" in done.stdout
+    assert "default_local_dir: checkpoints/recipes/qwen2_5_omni_7b/grpo_atar_cr_tr" in done.stdout
+    assert "n_gpus_per_node: 4" in done.stdout and "mode: atar_cr_tr" in done.stdout
+
+
 # ---------------------------------------------------------------------------------------------
-# every recipe composes and validates
+# 2. every recipe composes and validates
 # ---------------------------------------------------------------------------------------------
 
 
@@ -171,31 +233,14 @@ def _value(cfg, key):
     return OmegaConf.select(cfg, key, throw_on_missing=False)
 
 
-def _base_without_plus(recipe):
-    """The config composed with the recipe's overrides minus its ``+key`` ones."""
-    kept = [o for o in recipe.overrides if not o.startswith("+")]
-    module = recipes.entry_module(recipe)
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=module.CONFIG_DIR, version_base=None):
-        return compose(config_name=module.CONFIG_NAME, overrides=kept)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_composes_validates_and_matches_its_row(name):
     recipe = load_recipe(name)
-    assert _entry_available(recipe.entry), f"{name}: entry point {recipe.entry} cannot be imported"
-    cfg = recipes.compose(recipe)  # hydra raises on keys the entry's config does not have
+    cfg = recipes.compose(recipe)  # hydra raises on a missing group option or a bad value
     recipes.validate(recipe, cfg)  # the entry point's own checks (+ verl's for GRPO)
+    assert cfg.trainer.experiment_name == f"{recipe.backbone}-{recipe.row_id}"
+    assert cfg.trainer.default_local_dir == f"checkpoints/recipes/{name}", "one run folder per recipe"
 
-    # no +key for a key the config already has (that would be a typo'd or shadowing override)
-    plus = [parse_override(o)[1] for o in recipe.overrides if o.startswith("+")]
-    if plus:
-        base = _base_without_plus(recipe)
-        shadowing = [k for k in plus if OmegaConf.select(base, k, default="<absent>") != "<absent>"]
-        assert not shadowing, f"{name}: +key for keys that exist (drop the +): {shadowing}"
-
-    assert f"backbone={recipe.backbone}" in recipe.overrides, f"{name}: select backbone={recipe.backbone}"
     entry, prompt_mode, reward_mode = ROWS[recipe.row_id]
     if entry == "audio_thinker.main_grpo":
         assert cfg.audio_thinker.prompt_mode == prompt_mode, name
@@ -236,6 +281,22 @@ def test_recipe_composes_validates_and_matches_its_row(name):
     )
 
 
+def test_tiny_rows_with_a_fixed_prompt_mode_build_their_own_demo_assets():
+    """grpo / grpo_cot on tiny_cpu: the synthetic set and warm-start of their prompt mode, never
+    the adaptive ones ``make demo`` uses; the other rows keep the demo's."""
+    demo = _backbone_only("audio_thinker.main_grpo", "tiny_cpu")
+    for row, mode in (("grpo", "direct"), ("grpo_cot", "think")):
+        cfg = recipes.compose(load_recipe(f"tiny_cpu/{row}"))
+        assert cfg.toy.synthetic_data == f"data/synthetic_{mode}"
+        assert cfg.toy.primed_model == f"models/tiny_qwen2_audio_primed_{mode}"
+        assert cfg.actor_rollout_ref.model.path == cfg.toy.primed_model
+        assert cfg.data.train_files == f"data/synthetic_{mode}/train.parquet"
+        assert cfg.toy.tiny_judge is None, "no judge in this row"
+    atar = recipes.compose(load_recipe("tiny_cpu/grpo_atar_cr_tr"))
+    assert atar.actor_rollout_ref.model.path == demo.actor_rollout_ref.model.path
+    assert atar.data.train_files == demo.data.train_files
+
+
 def test_verl_refuses_a_split_that_does_not_divide_the_batch():
     """Why the judge rows use 4+4 and not 6+2: 16 prompts x 8 responses do not split over 6 GPUs."""
     recipe = load_recipe("qwen2_audio_7b/grpo_atar_cr_tr")
@@ -261,10 +322,13 @@ def test_cli_list_show_compose(capsys):
     assert code == 0
     for name in NAMES:
         assert name in out
+    assert "68.00  52.00  66.8" in out  # the paper's figures of qwen2_audio_7b/grpo_atar_cr_tr
     code, out, _ = _cli(capsys, "show", "qwen2_audio_7b/grpo_atar_cr_tr")
     assert code == 0
-    assert "-m audio_thinker.main_grpo backbone=qwen2_audio_7b" in out
-    assert "audio_thinker.reward.mode=atar_cr_tr" in out
+    assert "-m audio_thinker.main_grpo backbone=qwen2_audio_7b experiment=grpo_atar_cr_tr" in out
+    assert "audio_thinker.reward.mode=atar_cr_tr" in out and "trainer.n_gpus_per_node=4" in out
+    assert "conf/backbone_experiment/qwen2_audio_7b_grpo_atar_cr_tr.yaml" in out
+    assert "mmau_test_mini_avg=68.00" in out and "101 GPU-hours" in out
     code, out, _ = _cli(capsys, "compose", "tiny_cpu/grpo_cot", "data.train_batch_size=8")
     assert code == 0
     assert "prompt_mode: think" in out and "train_batch_size: 8" in out
@@ -280,12 +344,12 @@ def test_cli_list_show_compose(capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# recipes/README.md cannot drift
+# docs/recipes.md cannot drift
 # ---------------------------------------------------------------------------------------------
 
 
-def _readme_rows() -> dict[str, str]:
-    text = (REPO / "recipes" / "README.md").read_text()
+def _doc_rows() -> dict[str, str]:
+    text = (REPO / "docs" / "recipes.md").read_text()
     rows = {}
     for line in text.splitlines():
         found = re.search(r"python -m audio_thinker\.recipes run ([\w./]+)", line)
@@ -294,24 +358,25 @@ def _readme_rows() -> dict[str, str]:
     return rows
 
 
-def test_readme_table_lists_every_recipe_with_its_cost():
-    rows = _readme_rows()
+def test_doc_table_lists_every_recipe_with_its_cost_and_the_papers_figures():
+    rows = _doc_rows()
     missing = sorted(set(NAMES) - set(rows))
-    assert not missing, f"recipes/README.md has no table row for: {missing}"
+    assert not missing, f"docs/recipes.md has no table row for: {missing}"
     extra = sorted(set(rows) - set(NAMES))
-    assert not extra, f"recipes/README.md lists recipes that do not exist: {extra}"
+    assert not extra, f"docs/recipes.md lists recipes that do not exist: {extra}"
     for name, line in rows.items():
         r = load_recipe(name)
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert r.row in cells and f"`{r.backbone}`" in cells, f"doc row of {name}: {cells}"
         hours = f"{r.cost.gpu_hours:g}"
-        assert hours in cells, f"README row of {name} does not show its {hours} GPU-hours"
+        assert hours in cells, f"doc row of {name} does not show its {hours} GPU-hours"
         for key, value in r.paper.items():
             if value is not None:
-                assert f"{value:g}" in line, f"README row of {name} misses paper.{key}={value:g}"
+                assert recipes.format_figure(key, value) in cells, f"doc row of {name} misses paper.{key}"
 
 
 # ---------------------------------------------------------------------------------------------
-# one training step of every tiny_cpu GRPO recipe, through the real command
+# 3. one training step of every tiny_cpu GRPO recipe, through the real command
 # ---------------------------------------------------------------------------------------------
 
 GRPO_ROWS = [r for r, (entry, _, _) in ROWS.items() if entry == "audio_thinker.main_grpo"]
@@ -341,15 +406,16 @@ def _judge(assets) -> Path:
 
 def _one_step_command(assets, row: str) -> tuple[list[str], Path]:
     run_dir = assets["root"] / row
+    toy = _toy_prefix()
     extra = [
         f"hydra.run.dir={run_dir}/hydra",
         f"actor_rollout_ref.model.path={assets['model']}",
         f"data.train_files={assets['data']}/train.parquet",
         f"data.val_files={assets['data']}/val.parquet",
-        "audio_thinker.prepare.synthetic_data=null",
-        "audio_thinker.prepare.tiny_model=null",
-        "audio_thinker.prepare.primed_model=null",
-        "audio_thinker.prepare.tiny_judge=null",
+        f"{toy}.synthetic_data=null",
+        f"{toy}.tiny_model=null",
+        f"{toy}.primed_model=null",
+        f"{toy}.tiny_judge=null",
         "data.train_batch_size=4",
         "data.max_response_length=16",
         "actor_rollout_ref.rollout.n=2",
