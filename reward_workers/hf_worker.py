@@ -66,7 +66,8 @@ class HFJudgeActor:
         started = time.monotonic()
         hf_logging.disable_progress_bar()  # one actor per worker: no progress bars in the Ray logs
         device, dtype = resolve_device_and_dtype(device, dtype)
-        self.model, self.tokenizer = load_causal_lm(model_path, device=device, dtype=dtype, num_threads=num_threads)
+        self.model, self.tokenizer = load_causal_lm(model_path, device=device, dtype=dtype,
+                                                    num_threads=num_threads)
         self.info = {
             "model_path": str(model_path), "device": device, "dtype": dtype,
             "num_threads": torch.get_num_threads(), "pid": os.getpid(),

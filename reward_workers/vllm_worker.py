@@ -153,9 +153,9 @@ def engine_kwargs(
     """
     tp = _require_gpus(cfg)
     try:
-        return async_engine_kwargs(cfg.model_path, tensor_parallel_size=tp, gpu_memory_utilization=gpu_memory_utilization,
-                                   max_model_len=max_model_len, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
-                                   extra=extra)
+        return async_engine_kwargs(cfg.model_path, tensor_parallel_size=tp,
+                                   gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                                   dtype=dtype, seed=seed, enforce_eager=enforce_eager, extra=extra)
     except ValueError as error:
         raise ConfigError(f"vllm judge {error}") from None
 

@@ -20,8 +20,17 @@ PURE_MODULES = [
     "audio_thinker.scoring.official",
     "audio_thinker.scoring.tables",
     "audio_thinker.scoring.thinking",
+    "audio_thinker.inference.options",
+    "audio_thinker.inference.outputs",
+    "audio_thinker.inference.batching",
+    "audio_thinker.inference.backend",
+    "audio_thinker.inference.templates",
     "audio_thinker.inference.hf",
+    "audio_thinker.inference.continuations",
     "audio_thinker.inference.vllm",
+    "audio_thinker.data.cot.settings",
+    "audio_thinker.data.cot.filter",
+    "audio_thinker.data.cot.store",
     "audio_thinker.data.rows",
 ]
 

@@ -42,7 +42,7 @@ def generate_isolating(
         return []
     try:
         return generate_batch(prompts)
-    except Exception as error:  # isolate the prompt that breaks the batch
+    except Exception as error:  # noqa: BLE001 - isolate the prompt that breaks the batch
         if len(prompts) == 1:
             logger.warning("generation failed for %s: %r", getattr(prompts[0], "item_id", "a prompt"), error)
             return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]

@@ -96,7 +96,8 @@ def generate_continuations(
     if not prompts:
         return []
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
-    options = GenerationOptions(max_new_tokens=int(params.max_new_tokens), temperature=float(params.temperature))
+    options = GenerationOptions(max_new_tokens=int(params.max_new_tokens),
+                                temperature=float(params.temperature))
     stop_ids = eos_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id
     pad_id = int(pad) if pad is not None else min(stop_ids, default=0)
@@ -104,7 +105,8 @@ def generate_continuations(
     device = next(model.parameters()).device
     batch = {key: value.to(device) for key, value in batch.items()}
     criteria = StopOnText(tokenizer, batch["input_ids"].shape[1], params.stop, deadline)
-    new = generate_new_ids(model, batch, options, stop_ids=stop_ids, pad_id=pad_id, stopping_criteria=[criteria])
+    new = generate_new_ids(model, batch, options, stop_ids=stop_ids, pad_id=pad_id,
+                           stopping_criteria=[criteria])
     if criteria.timed_out:
         raise TimeoutError(f"generation exceeded {timeout_s:g} s ({len(prompts)} prompts)")
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)

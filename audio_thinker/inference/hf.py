@@ -46,7 +46,7 @@ def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
     if options.greedy:
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     return {"do_sample": True, "temperature": options.temperature, "top_p": options.top_p,
-            "top_k": options.top_k if options.top_k > 0 else 0}
+            "top_k": max(0, options.top_k)}
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, Any]:

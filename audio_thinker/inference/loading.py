@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+#: the dtypes a model may be loaded in (besides ``auto``, the checkpoint's own)
+_DTYPES = ("float32", "bfloat16", "float16", "float64")
 #: model_type -> the transformers class that generates with it
 AUDIO_MODEL_CLASSES = {
     "qwen2_audio": "Qwen2AudioForConditionalGeneration",
@@ -31,10 +33,9 @@ def torch_dtype(name: str) -> Any:
 
     if name == "auto":
         return "auto"
-    value = getattr(torch, str(name), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"dtype {name!r} is not a torch dtype: use float32, bfloat16, float16 or auto")
-    return value
+    if name not in _DTYPES:
+        raise ValueError(f"dtype {name!r}: use {', '.join(_DTYPES)} or auto")
+    return getattr(torch, name)
 
 
 def set_threads(num_threads: int | None) -> None:
@@ -52,7 +53,7 @@ def audio_model_type(model_dir: str) -> str:
 
     try:
         model_type = getattr(AutoConfig.from_pretrained(model_dir), "model_type", None)
-    except Exception as error:  # no config.json, not a model directory, unknown architecture
+    except Exception as error:  # noqa: BLE001 - no config.json, not a model directory, unknown architecture
         raise ValueError(f"{model_dir} is not an audio checkpoint this project evaluates (Qwen2-Audio or a "
                          f"Qwen2.5-Omni thinker): its model config cannot be read ({error})") from None
     if model_type in _CONVERT_FIRST:
@@ -78,7 +79,8 @@ def load_audio_model(model_dir: str, *, device: str = "cpu", dtype: str = "float
 
     set_threads(num_threads)
     model_class = getattr(transformers, AUDIO_MODEL_CLASSES[audio_model_type(model_dir)])
-    model = model_class.from_pretrained(model_dir, dtype=torch_dtype(dtype), attn_implementation=attn_implementation)
+    model = model_class.from_pretrained(model_dir, dtype=torch_dtype(dtype),
+                                        attn_implementation=attn_implementation)
     model = model.to(device).eval()
     model.requires_grad_(False)
     return model

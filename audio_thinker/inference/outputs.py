@@ -80,4 +80,5 @@ def decode_response(tokenizer: Any, ids: Sequence[int], stop_ids: set[int], pad_
     """Generated ids as a :class:`Generated`: cut at the first stop id, special tokens kept; the
     stop token is counted, not decoded."""
     kept, reason = cut_response(ids, stop_ids, pad_id)
-    return Generated(tokenizer.decode(kept, skip_special_tokens=False), len(kept) + (reason == "stop"), reason)
+    text = tokenizer.decode(kept, skip_special_tokens=False)
+    return Generated(text, len(kept) + (reason == "stop"), reason)

@@ -66,7 +66,8 @@ def check_engine_values(*, tensor_parallel_size: int, gpu_memory_utilization: fl
         raise ValueError(f"{prefix}max_model_len must be >= 1 or None, got {max_model_len}")
 
 
-def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0, audio: bool = True) -> dict[str, Any]:
+def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0,
+                  audio: bool = True) -> dict[str, Any]:
     """Keyword arguments of ``vllm.LLM`` (``audio``: one clip per prompt; False for a text model).
 
     >>> kw = engine_kwargs("/m", VLLMOptions(tensor_parallel_size=2))
@@ -76,7 +77,8 @@ def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0, audio:
     False
     """
     check_engine_values(tensor_parallel_size=options.tensor_parallel_size,
-                        gpu_memory_utilization=options.gpu_memory_utilization, max_model_len=options.max_model_len)
+                        gpu_memory_utilization=options.gpu_memory_utilization,
+                        max_model_len=options.max_model_len)
     kwargs: dict[str, Any] = {
         "model": model_dir,
         "tokenizer": model_dir,
@@ -116,8 +118,8 @@ def async_engine_kwargs(
     >>> kw["distributed_executor_backend"], kw["enable_prefix_caching"], "max_model_len" in kw
     ('mp', True, False)
     """
-    check_engine_values(tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                        max_model_len=max_model_len, prefix="")
+    check_engine_values(tensor_parallel_size=tensor_parallel_size,
+                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, prefix="")
     kwargs: dict[str, Any] = {
         "model": model,
         "tensor_parallel_size": tensor_parallel_size,
@@ -215,7 +217,8 @@ def generation_eos_ids(model_dir: str) -> set[int]:
 class _OfflineGenerator:
     """``vllm.LLM`` plus the tokenizer that decodes its token ids; subclasses make the requests."""
 
-    def __init__(self, model_dir: str, tokenizer: Any, options: GenerationOptions, engine: dict[str, Any]) -> None:
+    def __init__(self, model_dir: str, tokenizer: Any, options: GenerationOptions,
+                 engine: dict[str, Any]) -> None:
         vllm = import_vllm()
         self.options = options
         self.tokenizer = tokenizer
@@ -229,7 +232,7 @@ class _OfflineGenerator:
 
     def _generate_batch(self, prompts: Sequence[Any]) -> list[Generated]:
         outputs = self.llm.generate(self._requests(prompts), self.sampling, use_tqdm=False)
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False)
         return [finish(list(o.outputs[0].token_ids), self.stop_ids, self.pad_id, decode,
                        self.options.max_new_tokens) for o in outputs]
 
@@ -244,7 +247,7 @@ class _OfflineGenerator:
         if core is not None and hasattr(core, "shutdown"):
             try:
                 core.shutdown()
-            except Exception as error:  # pragma: no cover - vLLM version specific
+            except Exception as error:  # noqa: BLE001 - best effort; vLLM version specific
                 logger.warning("vLLM engine shutdown failed: %r", error)
 
 
@@ -278,7 +281,8 @@ class VLLMTextGenerator(_OfflineGenerator):
         return [{"prompt_token_ids": encode_text_prompt(self.tokenizer, p)} for p in prompts]
 
 
-def build(model_dir: str, options: GenerationOptions, engine: Mapping[str, Any] | VLLMOptions) -> VLLMGenerator:
+def build(model_dir: str, options: GenerationOptions,
+          engine: Mapping[str, Any] | VLLMOptions) -> VLLMGenerator:
     """A :class:`VLLMGenerator`; ``engine`` may be a mapping of :class:`VLLMOptions` fields."""
     if not isinstance(engine, VLLMOptions):
         engine = VLLMOptions(**dict(engine))
@@ -299,7 +303,8 @@ def build_async_engine(kwargs: Mapping[str, Any], *, hint: str = VLLM_INSTALL_HI
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), usage_context=UsageContext.ENGINE_CONTEXT)
 
 
-async def complete_async(engine: Any, prompts: Sequence[str], params: Any, request_ids: Sequence[str]) -> list[str]:
+async def complete_async(engine: Any, prompts: Sequence[str], params: Any,
+                         request_ids: Sequence[str]) -> list[str]:
     """The text of every prompt's completion on an ``AsyncLLM``, in order (``params``: a
     ``SamplingParams``; one unique request id per prompt).
 

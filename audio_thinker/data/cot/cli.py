@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
             stage=args.stage,
         )
-        summary = pipeline.generate_cot(config, args.out, run=run, limit=args.limit, progress=not args.no_progress)
+        summary = pipeline.generate_cot(config, args.out, run=run, limit=args.limit,
+                                        progress=not args.no_progress)
     except (ValueError, OSError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -62,7 +62,8 @@ def _factory(config: CotConfig, run: RunOptions, *, model: str, max_new_tokens: 
 
         device, dtype = resolve_device_and_dtype(run.device, run.dtype)
         generator = hf.HFGenerator if audio else hf.HFTextGenerator
-        return generator.from_pretrained(model, options, device=device, dtype=dtype, num_threads=run.num_threads)
+        return generator.from_pretrained(model, options, device=device, dtype=dtype,
+                                         num_threads=run.num_threads)
 
     return make
 
@@ -223,19 +224,22 @@ def generate_cot(
     config: CotConfig,
     out_dir: str | Path,
     *,
-    run: RunOptions = RunOptions(),
+    run: RunOptions | None = None,
     limit: int | None = None,
-    audio: AudioConfig = AudioConfig(),
+    audio: AudioConfig | None = None,
     progress: bool = True,
     make_captioner: Callable[[], CaptionGenerator] | None = None,
     make_text_generator: Callable[[], TextGenerator] | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline of :mod:`audio_thinker.data.cot` into ``out_dir``; returns the summary (also saved).
 
-    ``make_captioner`` / ``make_text_generator`` build the backends on first use (default: from
-    ``run``); a test passes scripted generators here.
+    ``run``: how to run (default :class:`RunOptions`); ``audio``: decoding of the clips (default
+    :class:`AudioConfig`). ``make_captioner`` / ``make_text_generator`` build the backends on first
+    use (default: from ``run``); a test passes scripted generators here.
     """
     started = time.perf_counter()
+    run = run or RunOptions()
+    audio = audio or AudioConfig()
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     import pyarrow.parquet as pq
@@ -265,8 +269,8 @@ def generate_cot(
         )
     outcomes = [row_outcome(row, captions.get(k), rationales.get(k)) for row, k in zip(rows, keys)]
     summary = summarize(outcomes, tasks=[str(row["extra_info"].get("task") or "") for row in rows])
-    files = {"config": store.CONFIG_NAME, "captions": store.CAPTIONS_NAME, "rationales": store.RATIONALES_NAME,
-             "summary": store.SUMMARY_NAME}
+    files = {"config": store.CONFIG_NAME, "captions": store.CAPTIONS_NAME,
+             "rationales": store.RATIONALES_NAME, "summary": store.SUMMARY_NAME}
     if run.stage == "all":
         kept = [cot_row(row, o, cot_model=config.text_model, caption_model=config.caption_model)
                 for row, o in zip(rows, outcomes) if o.reason is None]
@@ -300,7 +304,8 @@ def generate_cot(
         "files": files,
         "out": str(out),
     })
-    store.atomic_write(out / store.SUMMARY_NAME, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    summary_text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    store.atomic_write(out / store.SUMMARY_NAME, summary_text.encode())
     return summary
 
 

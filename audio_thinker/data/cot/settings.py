@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from audio_thinker.inference.backend import BACKENDS
@@ -94,8 +94,9 @@ class RunOptions:
     def vllm_options(self, tensor_parallel_size: int) -> VLLMOptions:
         """The vLLM engine of one stage: ``batch_size`` is also its ``max_num_seqs``."""
         return VLLMOptions(tensor_parallel_size=tensor_parallel_size,
-                           gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len,
-                           max_num_seqs=max(self.batch_size, 1), dtype=self.dtype or "bfloat16")
+                           gpu_memory_utilization=self.gpu_memory_utilization,
+                           max_model_len=self.max_model_len, max_num_seqs=max(self.batch_size, 1),
+                           dtype=self.dtype or "bfloat16")
 
 
 class CotConfigError(ValueError):
