@@ -135,27 +135,18 @@ def _require_gpus(cfg: JudgeSection) -> int:
     return cfg.gpus_per_worker
 
 
-def engine_kwargs(
-    cfg: JudgeSection,
-    *,
-    gpu_memory_utilization: float = 0.9,
-    max_model_len: int | None = None,
-    dtype: str = "auto",
-    seed: int = 0,
-    enforce_eager: bool = False,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def engine_kwargs(cfg: JudgeSection, **engine: Any) -> dict[str, Any]:
     """Keyword arguments of ``vllm.AsyncEngineArgs`` for one judge replica.
 
-    ``tensor_parallel_size`` is ``gpus_per_worker``; with more than one GPU the engine uses
-    vLLM's multiprocessing executor on the GPUs Ray gave the actor (a Ray executor would ask Ray
-    for GPUs a second time). ``extra`` overrides or adds any engine argument.
+    ``tensor_parallel_size`` is ``gpus_per_worker``; ``engine``: the other keywords of
+    :func:`audio_thinker.inference.vllm.async_engine_kwargs` (``gpu_memory_utilization``,
+    ``max_model_len``, ``dtype``, ``seed``, ``enforce_eager``, ``extra``: any other engine argument).
+    With more than one GPU the engine uses vLLM's multiprocessing executor on the GPUs Ray gave the
+    actor (a Ray executor would ask Ray for GPUs a second time). Bad values are a ``ConfigError``.
     """
     tp = _require_gpus(cfg)
     try:
-        return async_engine_kwargs(cfg.model_path, tensor_parallel_size=tp,
-                                   gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                                   dtype=dtype, seed=seed, enforce_eager=enforce_eager, extra=extra)
+        return async_engine_kwargs(cfg.model_path, tensor_parallel_size=tp, **engine)
     except ValueError as error:
         raise ConfigError(f"vllm judge {error}") from None
 

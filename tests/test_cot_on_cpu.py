@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from audio_thinker.data.cot import CotConfig, CotConfigError, RunOptions, cli, generate_cot, pipeline
 from audio_thinker.data.cot import filter as cot_filter
@@ -26,13 +25,7 @@ from audio_thinker.prompts import CAPTION_TEMPLATE, INSTRUCTIONS, PromptMode
 MAX_TOKENS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models gain nothing from threads, and on a busy 2-core machine they cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
