@@ -2,32 +2,23 @@
 
 Two layers, so that each can be tested on its own:
 
-* :func:`generate_continuations` and :class:`HFJudgeActor`: plain Python (no Ray import). The
-  actor class is made remote by :class:`HFJudgeWorker` (``ray.remote(HFJudgeActor)``); in a test
-  it can also be used in-process.
+* :class:`HFJudgeActor`: plain Python (no Ray import) holding the model. The actor class is made
+  remote by :class:`HFJudgeWorker` (``ray.remote(HFJudgeActor)``); in a test it can also be used
+  in-process.
 * :class:`HFJudgeWorker`: the :class:`~reward_workers.backend.JudgeWorker` the router talks to.
   ``complete`` is one Ray call with a deadline; Ray's failure modes become the typed judge errors
   (:class:`~reward_workers.backend.JudgeTimeout`, :class:`~reward_workers.backend.JudgeWorkerDead`,
   :class:`~reward_workers.backend.JudgeBackendError`); ``restart`` replaces the actor with a fresh
   one created with the same options.
 
-Generation (why it looks the way it does):
-
-* **Left padding.** A batch of prompts of different lengths is padded on the left, so every row's
-  continuation starts at the same column and decoder-only models see no pad between prompt and
-  continuation (transformers derives position ids from the attention mask).
-* **Stop at the end of the first line.** The verdict is the first non-empty line of the
-  continuation (:mod:`audio_thinker.rewards.judge_parsing`); a base model keeps writing further
-  "reviews" after it. A row stops once a stop string (``\\n``) follows some non-whitespace text,
-  or at eos; generation ends when every row has stopped or ``max_new_tokens`` is reached. Text
-  from the stop string on is cut off. Leading newlines are kept going (the parser skips empty lines).
-* **The deadline is enforced inside the actor.** A Ray call to a busy synchronous actor cannot be
-  interrupted from outside (``ray.cancel`` only drops *queued* actor tasks), so an abandoned call
-  would keep the actor busy and delay every later batch. A stopping criterion ends generation once
-  the call's ``timeout_s`` has passed and the actor raises ``TimeoutError``; the actor is free
-  again a decoding step later (a prefill in progress still runs to its end).
-* **Threads.** torch's intra-op threads are set per actor (``num_threads``, by default the actor's
-  CPU reservation), so N judge actors on one node do not oversubscribe its cores.
+Generation is :func:`audio_thinker.inference.continuations.generate_continuations`: left-padded
+batches, each row stopped at the end of its first line (the verdict), and the call's deadline
+enforced *inside* generation. That matters here: a Ray call to a busy synchronous actor cannot be
+interrupted from outside (``ray.cancel`` only drops *queued* actor tasks), so an abandoned call
+would keep the actor busy and delay every later batch; with the deadline inside, the actor raises
+``TimeoutError`` and is free again a decoding step later (a prefill in progress still runs to its
+end). torch's intra-op threads are set per actor (``num_threads``, by default the actor's CPU
+reservation), so N judge actors on one node do not oversubscribe its cores.
 """
 
 from __future__ import annotations
@@ -41,6 +32,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from audio_thinker.inference.backend import resolve_device_and_dtype
+from audio_thinker.inference.continuations import generate_continuations
+from audio_thinker.inference.loading import load_causal_lm
 from reward_workers.backend import (
     GenerationParams,
     JudgeBackendError,
@@ -48,104 +42,13 @@ from reward_workers.backend import (
     JudgeWorkerDead,
 )
 
-__all__ = ["HFJudgeActor", "HFJudgeWorker", "cut_at_stop", "generate_continuations"]
+__all__ = ["HFJudgeActor", "HFJudgeWorker"]
 
 logger = logging.getLogger(__name__)
 
 #: extra seconds the worker waits for the actor beyond the call's own deadline (the actor stops
 #: itself at the deadline; this covers a prefill in progress and the Ray round trip)
 DEFAULT_GRACE_S = 5.0
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the first stop string that follows non-whitespace, and whether one was found.
-
-    >>> cut_at_stop(" Yes\\n### Review", ["\\n"])
-    (' Yes', True)
-    >>> cut_at_stop("\\n\\n 0.7", ["\\n"])
-    ('\\n\\n 0.7', False)
-    """
-    content = len(text) - len(text.lstrip())
-    if content == len(text):
-        return text, False
-    cut = min((i for i in (text.find(s, content) for s in stop if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-class _StopCriteria:
-    """Per-row stop on text (see :func:`cut_at_stop`) plus a whole-batch deadline.
-
-    Implements transformers' ``StoppingCriteria`` call protocol (``(input_ids, scores) -> bool[B]``);
-    subclassing is avoided so this module imports no transformers at import time.
-    """
-
-    def __init__(self, tokenizer: Any, prompt_len: int, stop: Sequence[str], deadline: float | None):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.stop = tuple(s for s in stop if s)
-        self.deadline = deadline
-        self.timed_out = False
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        batch = input_ids.shape[0]
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.timed_out = True
-            return torch.ones(batch, dtype=torch.bool, device=input_ids.device)
-        done = [False] * batch
-        if self.stop:
-            new = input_ids[:, self.prompt_len:].tolist()
-            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            done = [cut_at_stop(text, self.stop)[1] for text in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def generate_continuations(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    params: GenerationParams,
-    *,
-    timeout_s: float | None = None,
-) -> list[str]:
-    """Batched left-padded generation; the continuation of every prompt, cut at the first stop.
-
-    Greedy when ``params.temperature == 0``, else plain temperature sampling (no top-k/top-p).
-    Raises ``TimeoutError`` when ``timeout_s`` passed before every row finished.
-    """
-    import torch
-    from transformers import GenerationConfig, StoppingCriteriaList
-
-    if not prompts:
-        return []
-    started = time.monotonic()
-    tokenizer.padding_side = "left"
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    device = next(model.parameters()).device
-    encoded = {k: v.to(device) for k, v in encoded.items()}
-    prompt_len = encoded["input_ids"].shape[1]
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
-        eos[0] if isinstance(eos, list) else eos)
-    sample = params.temperature > 0
-    config = GenerationConfig(
-        max_new_tokens=int(params.max_new_tokens), do_sample=sample,
-        temperature=float(params.temperature) if sample else None, top_k=0 if sample else None,
-        top_p=1.0 if sample else None, eos_token_id=eos, pad_token_id=pad,
-    )
-    deadline = started + timeout_s if timeout_s is not None else None
-    criteria = _StopCriteria(tokenizer, prompt_len, params.stop, deadline)
-    with torch.inference_mode():
-        output = model.generate(
-            **encoded, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria]),
-        )
-    if criteria.timed_out:
-        raise TimeoutError(f"judge generation exceeded {timeout_s:g} s ({len(prompts)} prompts)")
-    texts = tokenizer.batch_decode(output[:, prompt_len:].tolist(), skip_special_tokens=True)
-    return [cut_at_stop(text, params.stop)[0] for text in texts]
 
 
 class HFJudgeActor:
@@ -158,22 +61,15 @@ class HFJudgeActor:
     def __init__(self, model_path: str, *, num_threads: int | None = None, device: str = "cpu",
                  dtype: str | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         started = time.monotonic()
         hf_logging.disable_progress_bar()  # one actor per worker: no progress bars in the Ray logs
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
-        default_dtype = torch.float32 if device == "cpu" else torch.bfloat16
-        torch_dtype = getattr(torch, dtype) if dtype else default_dtype
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(device).eval()
+        device, dtype = resolve_device_and_dtype(device, dtype)
+        self.model, self.tokenizer = load_causal_lm(model_path, device=device, dtype=dtype,
+                                                    num_threads=num_threads)
         self.info = {
-            "model_path": str(model_path), "device": device, "dtype": str(torch_dtype).removeprefix("torch."),
+            "model_path": str(model_path), "device": device, "dtype": dtype,
             "num_threads": torch.get_num_threads(), "pid": os.getpid(),
             "load_seconds": round(time.monotonic() - started, 3),
         }
@@ -184,7 +80,7 @@ class HFJudgeActor:
 
     def generate(self, prompts: Sequence[str], params: GenerationParams,
                  timeout_s: float | None = None) -> list[str]:
-        """See :func:`generate_continuations`."""
+        """See :func:`audio_thinker.inference.continuations.generate_continuations`."""
         return generate_continuations(self.model, self.tokenizer, prompts, params, timeout_s=timeout_s)
 
 

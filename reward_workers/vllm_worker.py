@@ -16,11 +16,14 @@ start those nodes with a custom resource, one unit per judge GPU
 ``node_resource="judge_node"``; or pass any Ray ``scheduling_strategy`` (one, or one per worker,
 e.g. ``PlacementGroupSchedulingStrategy`` bundles) and extra ``resources``.
 
-vLLM is imported only inside the actor (and by :func:`import_vllm`): importing this module on a
-CPU machine imports neither vLLM nor torch and never touches CUDA. A machine without vLLM gets
-:class:`VLLMNotInstalledError`, which says ``pip install -e .[gpu]``. Everything that can be
-decided without vLLM is a plain function tested on CPU: :func:`sampling_kwargs`,
-:func:`engine_kwargs`, :func:`actor_options`, :func:`map_ray_error`, :func:`check_texts`.
+The engine itself (its arguments, construction and per-request streaming) is
+:mod:`audio_thinker.inference.vllm`; this module adds the judge's settings, the Ray actor and the
+router's side. vLLM is imported only inside the actor: importing this module on a CPU machine
+imports neither vLLM nor torch and never touches CUDA. A machine without vLLM gets
+:class:`~audio_thinker.inference.vllm.VLLMNotInstalledError`, which says ``pip install -e .[gpu]``.
+Everything that can be decided without vLLM is a plain function tested on CPU:
+:func:`sampling_kwargs`, :func:`engine_kwargs`, :func:`actor_options`, :func:`map_ray_error`,
+:func:`check_texts`.
 
 Why our own Ray actor pool instead of verl 0.9.1's generative reward-model machinery
 (``reward.reward_model.*``: vLLM replicas behind an HTTP router, on the shared pool or, with
@@ -68,7 +71,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import itertools
 import logging
 import uuid
@@ -79,6 +81,14 @@ import ray
 from ray import exceptions as ray_exceptions
 
 from audio_thinker.config import ConfigError, JudgeSection
+from audio_thinker.inference.options import GenerationOptions
+from audio_thinker.inference.vllm import (
+    async_engine_kwargs,
+    build_async_engine,
+    complete_async,
+    import_vllm,
+)
+from audio_thinker.inference.vllm import sampling_kwargs as vllm_sampling_kwargs
 from reward_workers.backend import (
     GenerationParams,
     JudgeBackendError,
@@ -89,8 +99,8 @@ from reward_workers.backend import (
 )
 
 __all__ = [
-    "VLLMJudgeActor", "VLLMJudgeWorker", "VLLMNotInstalledError", "actor_options", "check_texts",
-    "engine_kwargs", "import_vllm", "make_vllm_workers", "map_ray_error", "sampling_kwargs",
+    "VLLMJudgeActor", "VLLMJudgeWorker", "actor_options", "check_texts", "engine_kwargs", "make_vllm_workers",
+    "map_ray_error", "sampling_kwargs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,36 +116,14 @@ VLLM_INSTALL_HINT = (
 _QUOTE_CHARS = 400
 
 
-class VLLMNotInstalledError(ImportError):
-    """vLLM cannot be imported here; the message says how to install it."""
-
-
-def import_vllm() -> Any:
-    """``import vllm``, or :class:`VLLMNotInstalledError` with the install hint."""
-    try:
-        return importlib.import_module("vllm")
-    except ImportError as exc:
-        raise VLLMNotInstalledError(f"{VLLM_INSTALL_HINT} (import vllm failed: {exc})") from exc
-
-
 # -- plain functions (no vLLM, no GPU) -----------------------------------------------------------
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.SamplingParams`` for one judge batch (temperature 0 = greedy)."""
-    if params.max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {params.max_new_tokens}")
-    if params.temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {params.temperature}")
-    kwargs: dict[str, Any] = {
-        "n": 1,
-        "max_tokens": params.max_new_tokens,
-        "temperature": params.temperature,
-        "skip_special_tokens": True,
-    }
-    if params.stop:
-        kwargs["stop"] = list(params.stop)
-    return kwargs
+    """Keyword arguments of ``vllm.SamplingParams`` for one judge batch: temperature 0 = greedy,
+    plain temperature sampling otherwise (engine RNG), stop strings, special tokens dropped."""
+    options = GenerationOptions(max_new_tokens=params.max_new_tokens, temperature=params.temperature)
+    return vllm_sampling_kwargs(options, stop=params.stop, skip_special_tokens=True, seeded=False)
 
 
 def _require_gpus(cfg: JudgeSection) -> int:
@@ -147,43 +135,20 @@ def _require_gpus(cfg: JudgeSection) -> int:
     return cfg.gpus_per_worker
 
 
-def engine_kwargs(
-    cfg: JudgeSection,
-    *,
-    gpu_memory_utilization: float = 0.9,
-    max_model_len: int | None = None,
-    dtype: str = "auto",
-    seed: int = 0,
-    enforce_eager: bool = False,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def engine_kwargs(cfg: JudgeSection, **engine: Any) -> dict[str, Any]:
     """Keyword arguments of ``vllm.AsyncEngineArgs`` for one judge replica.
 
-    ``tensor_parallel_size`` is ``gpus_per_worker``; with more than one GPU the engine uses
-    vLLM's multiprocessing executor on the GPUs Ray gave the actor (a Ray executor would ask Ray
-    for GPUs a second time). ``extra`` overrides or adds any engine argument.
+    ``tensor_parallel_size`` is ``gpus_per_worker``; ``engine``: the other keywords of
+    :func:`audio_thinker.inference.vllm.async_engine_kwargs` (``gpu_memory_utilization``,
+    ``max_model_len``, ``dtype``, ``seed``, ``enforce_eager``, ``extra``: any other engine argument).
+    With more than one GPU the engine uses vLLM's multiprocessing executor on the GPUs Ray gave the
+    actor (a Ray executor would ask Ray for GPUs a second time). Bad values are a ``ConfigError``.
     """
     tp = _require_gpus(cfg)
-    if not 0.0 < gpu_memory_utilization <= 1.0:
-        raise ConfigError(f"vllm judge gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
-    if max_model_len is not None and max_model_len < 1:
-        raise ConfigError(f"vllm judge max_model_len must be >= 1 or None, got {max_model_len}")
-    kwargs: dict[str, Any] = {
-        "model": cfg.model_path,
-        "tensor_parallel_size": tp,
-        "gpu_memory_utilization": gpu_memory_utilization,
-        "dtype": dtype,
-        "seed": seed,
-        "enforce_eager": enforce_eager,
-        "enable_prefix_caching": True,
-        "disable_log_stats": True,
-    }
-    if max_model_len is not None:
-        kwargs["max_model_len"] = max_model_len
-    if tp > 1:
-        kwargs["distributed_executor_backend"] = "mp"
-    kwargs.update(extra or {})
-    return kwargs
+    try:
+        return async_engine_kwargs(cfg.model_path, tensor_parallel_size=tp, **engine)
+    except ValueError as error:
+        raise ConfigError(f"vllm judge {error}") from None
 
 
 def actor_options(
@@ -276,17 +241,6 @@ def check_texts(texts: Any, n: int, *, worker: str) -> list[str]:
 # -- the actor (needs vLLM and a GPU) --------------------------------------------------------------
 
 
-def _build_engine(kwargs: Mapping[str, Any]) -> Any:
-    """A vLLM (v1) ``AsyncLLM`` engine from ``AsyncEngineArgs(**kwargs)``."""
-    import_vllm()
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.usage.usage_lib import UsageContext
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    # from_engine_args honours the engine args' disable_log_stats (from_vllm_config has its own flag)
-    return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), usage_context=UsageContext.ENGINE_CONTEXT)
-
-
 class VLLMJudgeActor:
     """One judge replica: a vLLM engine on the GPUs Ray gave this actor (create it with
     ``ray.remote(VLLMJudgeActor).options(**actor_options(cfg, ...)).remote(engine_kwargs(cfg, ...))``).
@@ -296,7 +250,7 @@ class VLLMJudgeActor:
     """
 
     def __init__(self, engine_kwargs: Mapping[str, Any]) -> None:
-        import_vllm()  # fail at creation, with the install hint, on a machine without vLLM
+        import_vllm(VLLM_INSTALL_HINT)  # fail at creation, with the install hint, on a machine without vLLM
         self._engine_kwargs = dict(engine_kwargs)
         self._engine: Any = None
         self._lock: asyncio.Lock | None = None
@@ -309,7 +263,7 @@ class VLLMJudgeActor:
                 self._lock = asyncio.Lock()
             async with self._lock:
                 if self._engine is None:
-                    self._engine = _build_engine(self._engine_kwargs)
+                    self._engine = build_async_engine(self._engine_kwargs)
         return self._engine
 
     async def ready(self) -> dict[str, Any]:
@@ -325,25 +279,7 @@ class VLLMJudgeActor:
         engine = await self._get_engine()
         params = SamplingParams(**sampling)
         ids = [f"judge-{self._prefix}-{next(self._ids)}" for _ in prompts]
-
-        async def one(prompt: str, request_id: str) -> str:
-            final = None
-            async for output in engine.generate(prompt=prompt, sampling_params=params, request_id=request_id):
-                final = output
-            if final is None or not final.outputs:
-                raise RuntimeError(f"vLLM returned no output for request {request_id} (aborted?)")
-            return str(final.outputs[0].text)
-
-        tasks = [asyncio.ensure_future(one(p, r)) for p, r in zip(prompts, ids)]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            # cancelled (the caller's deadline passed) or one request failed: cancel the others;
-            # vLLM aborts a request in the engine when its generate() stream is cancelled
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await complete_async(engine, prompts, params, ids)
 
     async def shutdown(self) -> None:
         if self._engine is not None and hasattr(self._engine, "shutdown"):

@@ -5,6 +5,18 @@ import pytest
 from audio_thinker.data.benchmarks import load_benchmark, shared_benchmarks_dir
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: tiny models gain nothing from threads, and on a busy 2-core
+    machine they cost a lot (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def real_benchmark():
     """Load a real benchmark metadata file from shared/benchmarks in place, or skip when absent.

@@ -1,4 +1,4 @@
-"""CoT rationale generation (paper A.2): ``audio_thinker.data.cot`` end to end on CPU.
+"""CoT rationale generation (paper A.2): the ``audio_thinker.data.cot`` package end to end on CPU.
 
 Two halves: the real backends on the tiny random models (plumbing, files, resume, refusal), and
 scripted fake generators that return chosen outputs per row (filtering, output rows, drop reasons,
@@ -14,24 +14,18 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
-from audio_thinker.data import cot
-from audio_thinker.data.cot import CotConfig, CotConfigError, RunOptions, generate_cot
+from audio_thinker.data.cot import CotConfig, CotConfigError, RunOptions, cli, generate_cot, pipeline
+from audio_thinker.data.cot import filter as cot_filter
 from audio_thinker.data.rows import AUDIO_PLACEHOLDER, validate_row
-from audio_thinker.inference.hf import Generated
-from audio_thinker.prompts import INSTRUCTIONS, PromptMode
+from audio_thinker.inference.outputs import Generated
+from audio_thinker.inference.templates import render_text_prompt
+from audio_thinker.prompts import CAPTION_TEMPLATE, INSTRUCTIONS, PromptMode
 
 MAX_TOKENS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models gain nothing from threads, and on a busy 2-core machine they cost a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def _never():
 
 
 def _check_counts(summary: dict, n_rows: int) -> None:
-    assert set(summary["dropped"]) == set(cot.DROP_REASONS)
+    assert set(summary["dropped"]) == set(cot_filter.DROP_REASONS)
     assert summary["kept"] + sum(summary["dropped"].values()) + summary["pending"] == n_rows
     assert summary["rows"] == n_rows
 
@@ -97,7 +91,7 @@ def test_tiny_models_end_to_end_resume_and_refusal(tmp_path, synthetic, models, 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(models["text"])
-    assert cot.render_text_prompt(tokenizer, "raw prompt") == "raw prompt"
+    assert render_text_prompt(tokenizer, "raw prompt") == "raw prompt"
 
     # Resume through the CLI: nothing is generated, no model is even loaded.
     before = {name: (out / name).read_bytes() for name in ("captions.jsonl", "rationales.jsonl")}
@@ -106,9 +100,9 @@ def test_tiny_models_end_to_end_resume_and_refusal(tmp_path, synthetic, models, 
             "--text-model", models["text"], "--max-caption-tokens", str(MAX_TOKENS),
             "--max-rationale-tokens", str(MAX_TOKENS), "--backend", "hf", "--no-progress"]
     with monkeypatch.context() as patched:
-        patched.setattr(cot, "default_captioner", lambda *a, **k: _never)
-        patched.setattr(cot, "default_text_generator", lambda *a, **k: _never)
-        assert cot.main(argv) == 0
+        patched.setattr(pipeline, "default_captioner", lambda *a, **k: _never)
+        patched.setattr(pipeline, "default_text_generator", lambda *a, **k: _never)
+        assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"cot: kept {summary['kept']} of 6 rows")
     again = json.loads((out / "summary.json").read_text())
@@ -124,7 +118,7 @@ def test_tiny_models_end_to_end_resume_and_refusal(tmp_path, synthetic, models, 
                         max_caption_tokens=MAX_TOKENS, max_rationale_tokens=MAX_TOKENS + 1)
     with pytest.raises(CotConfigError, match=r"max_rationale_tokens: 8 -> 9"):
         generate_cot(changed, out, run=run, progress=False, make_captioner=_never, make_text_generator=_never)
-    assert cot.main([*argv[:-3], "--temperature", "0.7", "--no-progress"]) == 2
+    assert cli.main([*argv[:-3], "--temperature", "0.7", "--no-progress"]) == 2
     assert "temperature: 0.0 -> 0.7" in capsys.readouterr().err
 
 
@@ -146,7 +140,7 @@ class FakeCaptioner:
         self.calls.append(indices)
         for p in prompts:
             assert p.messages[0]["content"][0]["type"] == "audio" and len(p.audios) == 1
-            assert p.messages[0]["content"][1]["text"] == cot.CAPTION_TEMPLATE
+            assert p.messages[0]["content"][1]["text"] == CAPTION_TEMPLATE
         out = []
         for i in indices:
             if i in self.fail:
@@ -320,43 +314,45 @@ def test_limit_and_empty_output_keeps_the_schema(tmp_path, scripted_rows):
     ("", "malformed", None),
 ])
 def test_judge_rationale(text, reason, think):
-    got = cot.judge_rationale(text, answer="two", choices=["one", "two"])
+    got = cot_filter.judge_rationale(text, answer="two", choices=["one", "two"])
     assert got[:2] == (reason, think)
-
-
-def test_render_text_prompt_uses_the_chat_template_without_qwen3_thinking():
-    class Templated:
-        chat_template = "{{ messages }}"
-
-        def apply_chat_template(self, messages, **kwargs):
-            self.kwargs = kwargs
-            return f"<|im_start|>user\n{messages[0]['content']}<|im_end|>\n<|im_start|>assistant\n"
-
-    tok = Templated()
-    assert cot.render_text_prompt(tok, "Hi") == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-    assert tok.kwargs == {"tokenize": False, "add_generation_prompt": True, "enable_thinking": False}
 
 
 def test_cli_errors(tmp_path, synthetic, models, capsys):
     base = ["--out", str(tmp_path / "o"), "--no-progress"]
-    assert cot.main(["--rows", str(tmp_path / "nope.parquet"), "--caption-model", models["audio"],
+    assert cli.main(["--rows", str(tmp_path / "nope.parquet"), "--caption-model", models["audio"],
                      "--text-model", models["text"], *base]) == 2
     assert "rows file" in capsys.readouterr().err
-    assert cot.main(["--rows", str(synthetic), "--caption-model", str(tmp_path / "none"),
+    assert cli.main(["--rows", str(synthetic), "--caption-model", str(tmp_path / "none"),
                      "--text-model", models["text"], *base]) == 2
     assert "--caption-model" in capsys.readouterr().err
-    assert cot.main(["--rows", str(synthetic), "--caption-model", models["audio"],
+    assert cli.main(["--rows", str(synthetic), "--caption-model", models["audio"],
                      "--text-model", str(tmp_path), *base]) == 2
     assert "no config.json" in capsys.readouterr().err
     bad = tmp_path / "bad.parquet"
     pd.DataFrame([{"data_source": "x"}]).to_parquet(bad)
-    assert cot.main(["--rows", str(bad), "--caption-model", models["audio"],
+    assert cli.main(["--rows", str(bad), "--caption-model", models["audio"],
                      "--text-model", models["text"], *base]) == 2
     assert "not a training row" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cot.main(["--rows", str(synthetic)])
+        cli.main(["--rows", str(synthetic)])
 
 
 def test_doctests():
-    result = doctest.testmod(cot, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 10 and result.failed == 0
+    from audio_thinker.data.cot import settings, store
+
+    modules = (cot_filter, settings, store)
+    results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS) for module in modules]
+    assert sum(r.attempted for r in results) > 10 and sum(r.failed for r in results) == 0
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "audio_thinker.data.cot", "--help"], capture_output=True,
+                         text=True, check=False, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    flags = ("--rows", "--out", "--caption-model", "--text-model", "--backend", "--stage", "--no-progress")
+    for flag in flags:
+        assert flag in out.stdout

@@ -1,23 +1,20 @@
 """The evaluation backends and their set-up, on CPU with the tiny random Qwen2-Audio.
 
-* ``audio_thinker.inference.hf``: options, response cutting, prompts, and :class:`HFGenerator`
-  (order, token counts, placeholder suppression, determinism, per-item retry of a failing batch);
-* ``audio_thinker.inference.vllm``: the plain helpers (vLLM itself is not installed here);
+* ``audio_thinker.evaluate.prompts``: benchmark items as prompts, rendered by the chat template;
+* ``audio_thinker.inference.hf``: :class:`HFGenerator` on evaluation prompts (order, token counts,
+  placeholder suppression, determinism, per-item retry of a failing batch); the pure helpers and
+  the vLLM ones are in ``test_inference_on_cpu.py``;
 * ``audio_thinker.verl_ext.merge``: a fake verl FSDP checkpoint merged by verl's own merger;
 * ``audio_thinker.evaluate.config`` / ``run``: config validation and the run's pure helpers.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,22 +23,15 @@ import torch
 from audio_thinker.config import ConfigError
 from audio_thinker.data.benchmarks import BenchmarkItem
 from audio_thinker.data.rows import AUDIO_PLACEHOLDER
-from audio_thinker.inference import vllm as vg
-from audio_thinker.verl_ext.merge import MARKER, ResolvedModel, resolve_model
-from audio_thinker.inference.hf import (
-    Generated,
-    GenerationOptions,
-    HFGenerator,
-    PromptInput,
-    build_messages,
-    cut_response,
-    eos_token_ids,
-    prompt_input,
-    render_prompt,
-)
-from audio_thinker.scoring.records import make_record
 from audio_thinker.evaluate import run as run_mod
 from audio_thinker.evaluate.config import EvalConfig, load_eval_config
+from audio_thinker.evaluate.prompts import build_messages, prompt_input
+from audio_thinker.inference.hf import HFGenerator
+from audio_thinker.inference.options import GenerationOptions, VLLMOptions
+from audio_thinker.inference.outputs import Generated, PromptInput, cut_response
+from audio_thinker.inference.templates import render_prompt
+from audio_thinker.scoring.records import make_record
+from audio_thinker.verl_ext.merge import MARKER, ResolvedModel, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16_000
@@ -58,13 +48,7 @@ QUESTIONS = (
 # ------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model gains nothing from threads, and on a busy 2-core machine they cost ~5x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +74,7 @@ def prompts() -> list[PromptInput]:
 
 @pytest.fixture(scope="module")
 def generator(tiny_dir) -> HFGenerator:
-    gen = HFGenerator(str(tiny_dir), GenerationOptions(max_new_tokens=MAX_NEW))
+    gen = HFGenerator.from_pretrained(str(tiny_dir), GenerationOptions(max_new_tokens=MAX_NEW))
     yield gen
     gen.close()
 
@@ -114,44 +98,7 @@ def _boost(generator: HFGenerator, ids, amount: float = 30.0):
     return generator.model.get_output_embeddings().register_forward_hook(hook)
 
 
-# ---------------------------------------------------------------------- generate: pure helpers
-
-
-@pytest.mark.parametrize("kwargs", [
-    {"max_new_tokens": 0}, {"temperature": -0.5}, {"top_p": 0.0}, {"top_p": 1.5}, {"batch_size": 0},
-])
-def test_generation_options_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
-        GenerationOptions(**kwargs)
-
-
-def test_generation_options_defaults_and_greedy():
-    options = GenerationOptions()
-    assert (options.max_new_tokens, options.temperature, options.top_p, options.top_k) == (512, 0.0, 1.0, -1)
-    assert options.greedy
-    assert not GenerationOptions(temperature=0.7).greedy
-
-
-def test_cut_response():
-    assert cut_response([5, 6, 2, 7, 2], {2}, 0) == ([5, 6], "stop")
-    assert cut_response([2, 5], {2, 3}, 0) == ([], "stop")
-    assert cut_response([5, 3, 2], {2, 3}, None) == ([5], "stop")
-    assert cut_response([5, 6, 7], {2}, 0) == ([5, 6, 7], "length")
-    # trailing padding is dropped when pad is not a stop id; a pad that is a stop id stops
-    assert cut_response([5, 6, 0, 0], {2}, 0) == ([5, 6], "length")
-    assert cut_response([5, 0, 6], {2}, 0) == ([5, 0, 6], "length")
-    assert cut_response([5, 0, 6], {0, 2}, 0) == ([5], "stop")
-    assert cut_response(np.array([4, 2]), {2}, None) == ([4], "stop")
-
-
-def test_eos_token_ids():
-    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[7, 9]),
-                            config=SimpleNamespace(eos_token_id=3))
-    tokenizer = SimpleNamespace(eos_token_id=9)
-    assert eos_token_ids(model, tokenizer) == {3, 7, 9}
-    assert eos_token_ids(None, tokenizer) == {9}
-    assert eos_token_ids(None, SimpleNamespace(eos_token_id=None)) == set()
-    assert eos_token_ids(SimpleNamespace(generation_config=None, config=None), SimpleNamespace()) == set()
+# ------------------------------------------------------------------------------------- prompts
 
 
 def test_build_messages_and_prompt_input():
@@ -213,7 +160,7 @@ def test_hf_generator_setup(generator, tiny_dir):
 def test_hf_generator_rejects_a_non_audio_model(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     with pytest.raises(ValueError, match="not an audio checkpoint"):
-        HFGenerator(str(tmp_path), GenerationOptions())
+        HFGenerator.from_pretrained(str(tmp_path), GenerationOptions())
 
 
 def test_hf_generator_results(generator, prompts, greedy):
@@ -264,7 +211,7 @@ def test_stop_token_ends_generation(generator, prompts):
 def test_sampling_reproduces_with_the_same_seed(tiny_dir, prompts, greedy):
     def sample(seed: int, calls: int = 1) -> list[list[Generated]]:
         options = GenerationOptions(max_new_tokens=12, temperature=1.0, top_k=50, seed=seed)
-        gen = HFGenerator(str(tiny_dir), options)
+        gen = HFGenerator.from_pretrained(str(tiny_dir), options)
         try:
             return [gen.generate(prompts) for _ in range(calls)]
         finally:
@@ -317,77 +264,6 @@ def test_a_real_broken_prompt_is_isolated(generator, prompts, greedy):
     results = generator.generate([prompts[0], broken, prompts[1]])
     assert results[0] == greedy[0] and results[2] == greedy[1]
     assert results[1].text is None and results[1].error.startswith("generation_error")
-
-
-# ------------------------------------------------------------------------------ vLLM helpers
-
-
-def test_engine_kwargs():
-    options = vg.VLLMOptions(tensor_parallel_size=2, gpu_memory_utilization=0.5, max_model_len=4096,
-                             max_num_seqs=16, dtype="float16", enforce_eager=True)
-    kwargs = vg.engine_kwargs("/models/m", options, seed=5)
-    assert kwargs == {
-        "model": "/models/m", "tokenizer": "/models/m", "tensor_parallel_size": 2,
-        "gpu_memory_utilization": 0.5, "max_model_len": 4096, "max_num_seqs": 16, "dtype": "float16",
-        "enforce_eager": True, "limit_mm_per_prompt": {"audio": 1}, "seed": 5,
-    }
-    assert vg.engine_kwargs("/m", vg.VLLMOptions())["limit_mm_per_prompt"] == {"audio": 1}
-
-
-@pytest.mark.parametrize("kwargs, key", [
-    ({"tensor_parallel_size": 0}, "tensor_parallel_size"),
-    ({"gpu_memory_utilization": 0.0}, "gpu_memory_utilization"),
-    ({"gpu_memory_utilization": 1.2}, "gpu_memory_utilization"),
-])
-def test_engine_kwargs_rejects_bad_values(kwargs, key):
-    with pytest.raises(ValueError, match=key):
-        vg.engine_kwargs("/m", vg.VLLMOptions(**kwargs))
-
-
-def test_sampling_kwargs_greedy():
-    kwargs = vg.sampling_kwargs(GenerationOptions(max_new_tokens=64, top_p=0.5, top_k=7, seed=3), [9, 2])
-    assert kwargs == {"n": 1, "max_tokens": 64, "temperature": 0.0, "top_p": 1.0, "top_k": -1,
-                      "stop_token_ids": [2, 9], "skip_special_tokens": False}
-    assert "seed" not in kwargs
-
-
-def test_sampling_kwargs_sampled():
-    options = GenerationOptions(max_new_tokens=8, temperature=0.8, top_p=0.9, top_k=20, seed=11)
-    kwargs = vg.sampling_kwargs(options, {7, 2, 5})
-    assert (kwargs["temperature"], kwargs["top_p"], kwargs["top_k"], kwargs["seed"]) == (0.8, 0.9, 20, 11)
-    assert kwargs["stop_token_ids"] == [2, 5, 7] and kwargs["max_tokens"] == 8
-    assert vg.sampling_kwargs(GenerationOptions(temperature=1.0, top_k=0), [2])["top_k"] == -1
-
-
-def test_request():
-    clip = _sine(330)
-    req = vg.request("<|AUDIO|>question", [clip], SR)
-    assert req["prompt"] == "<|AUDIO|>question"
-    (audio,) = req["multi_modal_data"]["audio"]
-    assert audio[0] is clip and audio[1] == SR
-    assert vg.request("text", [], SR) == {"prompt": "text", "multi_modal_data": {"audio": []}}
-
-
-def test_finish():
-    decode = lambda ids: ",".join(map(str, ids))  # noqa: E731
-    assert vg.finish([4, 5, 2, 9], {2}, 0, decode, 8) == Generated("4,5", 4, "stop")
-    assert vg.finish([4, 5, 6], {2}, 0, decode, 3) == Generated("4,5,6", 3, "length")
-    assert vg.finish([4, 5], {2}, 0, decode, 8) == Generated("4,5", 2, "stop")  # ended before max_tokens
-    assert vg.finish([4, 2], {2}, 0, decode, 2) == Generated("4", 2, "stop")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
-def test_build_without_vllm_says_how_to_install(tiny_dir):
-    with pytest.raises(vg.VLLMNotInstalledError, match=r"pip install -e \.\[gpu\]") as info:
-        vg.build(str(tiny_dir), GenerationOptions(), {"tensor_parallel_size": 1})
-    assert isinstance(info.value, ImportError)
-
-
-def test_vllm_module_imports_no_heavy_dependency():
-    code = ("import sys, audio_thinker.inference.vllm\n"
-            "print(sorted(m for m in ('vllm', 'torch', 'ray') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------------- verl checkpoints
@@ -529,7 +405,7 @@ def test_load_eval_config_defaults():
     assert cfg == EvalConfig()
     assert cfg.benchmark.name == "synthetic" and cfg.prompt_mode == "adaptive" and cfg.backend == "auto"
     assert cfg.generation == GenerationOptions()
-    assert cfg.vllm == vg.VLLMOptions()
+    assert cfg.vllm == VLLMOptions()
 
 
 @pytest.mark.parametrize("section, fragments", [
@@ -581,34 +457,6 @@ def test_the_real_hydra_config_loads(composed):
 
 
 # --------------------------------------------------------------------------- run.py helpers
-
-
-def test_choose_backend(monkeypatch):
-    assert run_mod.choose_backend(load_eval_config({"backend": "hf"})) == "hf"
-    assert run_mod.choose_backend(load_eval_config({"backend": "vllm"})) == "vllm"
-    auto = load_eval_config({})
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(available: bool):
-        def fake(name, *args, **kwargs):
-            if name == "vllm":
-                return object() if available else None
-            return real_find_spec(name, *args, **kwargs)
-        return fake
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec(True))
-    assert run_mod.choose_backend(auto) == "hf"  # CPU-only: vLLM is never chosen
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert run_mod.choose_backend(auto) == "vllm"
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec(False))
-    assert run_mod.choose_backend(auto) == "hf"
-
-
-def test_choose_backend_here():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    assert run_mod.choose_backend(load_eval_config({})) == "hf"
 
 
 def test_needed_prepare(composed):

@@ -15,11 +15,12 @@ import pytest
 import ray
 
 from audio_thinker.config import JudgeSection
+from audio_thinker.inference.continuations import cut_at_stop
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import build_judge_prompt
 from audio_thinker.rewards.verdict import GenerationParams
 from audio_thinker.toy.tiny_judge import ensure_tiny_judge
-from reward_workers.hf_worker import HFJudgeActor, cut_at_stop
+from reward_workers.hf_worker import HFJudgeActor
 from reward_workers.pool import PoolJudgeClient, get_judge_pool, get_or_create_judge_pool
 
 POOL = "test_audio_thinker_judge_pool"

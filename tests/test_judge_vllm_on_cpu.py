@@ -19,6 +19,7 @@ from ray import exceptions as rex
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from audio_thinker.config import ConfigError, JudgeSection
+from audio_thinker.inference.vllm import VLLMNotInstalledError, import_vllm
 from reward_workers import vllm_worker
 from reward_workers.backend import (
     GenerationParams,
@@ -30,11 +31,9 @@ from reward_workers.backend import (
 from reward_workers.vllm_worker import (
     VLLMJudgeActor,
     VLLMJudgeWorker,
-    VLLMNotInstalledError,
     actor_options,
     check_texts,
     engine_kwargs,
-    import_vllm,
     make_vllm_workers,
     map_ray_error,
     sampling_kwargs,
@@ -49,11 +48,13 @@ HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 
 
 def test_sampling_kwargs():
-    assert sampling_kwargs(PARAMS) == {
-        "n": 1, "max_tokens": 6, "temperature": 0.0, "stop": ["\n"], "skip_special_tokens": True,
+    assert sampling_kwargs(PARAMS) == {  # top_p / top_k: vLLM's defaults, written out
+        "n": 1, "max_tokens": 6, "temperature": 0.0, "top_p": 1.0, "top_k": -1, "stop": ["\n"],
+        "skip_special_tokens": True,
     }
     no_stop = sampling_kwargs(GenerationParams(max_new_tokens=2, temperature=0.5, stop=()))
     assert "stop" not in no_stop and no_stop["temperature"] == 0.5
+    assert "seed" not in no_stop  # sampled judges draw from the engine RNG, not one fixed seed
     with pytest.raises(ValueError):
         sampling_kwargs(GenerationParams(max_new_tokens=0))
     with pytest.raises(ValueError):
@@ -242,7 +243,7 @@ def fake_vllm(monkeypatch):
         engines.append(FakeEngine())
         return engines[-1]
 
-    monkeypatch.setattr(vllm_worker, "_build_engine", build)
+    monkeypatch.setattr(vllm_worker, "build_async_engine", build)
     return engines
 
 

@@ -13,12 +13,11 @@ from typing import Any
 
 from audio_thinker.config import ConfigError, PrepareSection, _check_audio, build_section
 from audio_thinker.data.audio import AudioConfig
-from audio_thinker.inference.hf import GenerationOptions
+from audio_thinker.inference.backend import BACKENDS
+from audio_thinker.inference.options import GenerationOptions, VLLMOptions
 from audio_thinker.scoring.items import EVAL_BENCHMARKS, eval_benchmark_name
-from audio_thinker.inference.vllm import VLLMOptions, engine_kwargs
+from audio_thinker.inference.vllm import engine_kwargs
 from audio_thinker.prompts import PromptMode
-
-BACKENDS = ("auto", "hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,10 @@ class EvalConfig:
     prompt_mode: str = "adaptive"
     #: auto (vllm when CUDA and vLLM are available, else hf) | hf (transformers) | vllm
     backend: str = "auto"
-    #: decoding (audio_thinker.inference.hf.GenerationOptions: every key documented there)
+    #: decoding (audio_thinker.inference.options.GenerationOptions: every key documented there)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     hf: HFSection = field(default_factory=HFSection)
-    #: vLLM engine (audio_thinker.inference.vllm.VLLMOptions: vllm.LLM arguments of the same names)
+    #: vLLM engine (audio_thinker.inference.options.VLLMOptions: vllm.LLM arguments of the same names)
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
     audio: AudioConfig = field(default_factory=AudioConfig)
     #: the run directory (records, predictions, results, tables, plot); re-running with the same

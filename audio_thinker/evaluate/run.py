@@ -25,7 +25,6 @@ excluded and listed in the load report.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -40,7 +39,10 @@ from audio_thinker.config import ConfigError, PrepareSection
 from audio_thinker.data.audio import AudioError, AudioStats, load_audio
 from audio_thinker.data.benchmarks import BenchmarkItem
 from audio_thinker.verl_ext.merge import ResolvedModel, resolve_model
-from audio_thinker.inference.hf import Generated, Generator, PromptInput, prompt_input
+from audio_thinker.evaluate.prompts import prompt_input
+from audio_thinker.inference.backend import choose_backend
+from audio_thinker.inference.batching import batches
+from audio_thinker.inference.outputs import Generated, Generator, PromptInput
 from audio_thinker.scoring.items import SYNTHETIC, load_eval_items
 from audio_thinker.scoring.records import EvalRecord, make_record
 from audio_thinker.scoring.results import RESULTS_FILE
@@ -174,20 +176,8 @@ def _atomic_write(path: Path, text: str) -> None:
 # ------------------------------------------------------------------------------------ generation
 
 
-def choose_backend(cfg: EvalConfig) -> str:
-    """``hf`` or ``vllm`` (``auto``: vllm when CUDA and vLLM are both available)."""
-    if cfg.backend != "auto":
-        return cfg.backend
-    try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        cuda = False
-    return "vllm" if cuda and importlib.util.find_spec("vllm") is not None else "hf"
-
-
 def build_generator(cfg: EvalConfig, backend: str, hf_dir: str) -> Generator:
+    """The generator of ``backend`` (``hf`` or ``vllm``) over ``hf_dir``, set up from ``cfg``."""
     options = cfg.generation
     if backend == "vllm":
         from audio_thinker.inference.vllm import build
@@ -195,13 +185,9 @@ def build_generator(cfg: EvalConfig, backend: str, hf_dir: str) -> Generator:
         return build(hf_dir, options, cfg.vllm)
     from audio_thinker.inference.hf import HFGenerator
 
-    return HFGenerator(hf_dir, options, device=cfg.hf.device, dtype=cfg.hf.dtype,
-                       attn_implementation=cfg.hf.attn_implementation, num_threads=cfg.hf.num_threads)
-
-
-def _batches(items: Sequence[BenchmarkItem], size: int) -> Iterable[Sequence[BenchmarkItem]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    return HFGenerator.from_pretrained(hf_dir, options, device=cfg.hf.device, dtype=cfg.hf.dtype,
+                                       attn_implementation=cfg.hf.attn_implementation,
+                                       num_threads=cfg.hf.num_threads)
 
 
 def generate_records(
@@ -229,7 +215,7 @@ def generate_records(
     correct = answered = 0
     bar = tqdm(total=len(items), desc=f"evaluating ({mode})", unit="item", disable=not progress)
     try:
-        for batch in _batches(items, batch_size):
+        for batch in batches(items, batch_size):
             ready: list[tuple[BenchmarkItem, PromptInput]] = []
             records: dict[str, EvalRecord] = {}
             for item in batch:
@@ -313,7 +299,7 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
             "evaluate test-mini, or score the prediction file on the benchmark's server"
         )
 
-    backend = choose_backend(cfg)
+    backend = choose_backend(cfg.backend)
     run_info = {
         "label": label,
         "benchmark": cfg.benchmark.name,

@@ -1,250 +1,206 @@
-"""Batched generation for evaluation: the same prompts and decoding rules on CPU and GPU.
+"""transformers generation: one core for every batched ``model.generate`` in the project.
 
-* :func:`build_messages` / :func:`render_prompt`: the chat prompt of an item, exactly as training
-  builds it (:func:`audio_thinker.data.rows.build_prompt_messages`: audio first, then the question,
-  its choices and the prompt mode's instruction), rendered by the model's own chat template.
-* :class:`GenerationOptions`: greedy by default (``temperature=0``); sampling options as vLLM names
-  them (``temperature``, ``top_p``, ``top_k``, ``seed``, ``max_new_tokens``).
-* :class:`HFGenerator`: transformers on CPU (or any torch device): left-padded batches through the
-  processor (audio features for every clip), ``model.generate`` with the multimodal placeholder
-  tokens suppressed (a random tiny model would otherwise emit ``<|AUDIO|>``), and the response cut
-  at the first end-of-sequence token. A batch that fails is retried item by item, so one bad item
-  costs only itself.
-* :mod:`audio_thinker.inference.vllm`: the vLLM backend (GPU), imported on demand.
+* :func:`generate_kwargs` / :func:`generate_new_ids`: decoding settings as ``model.generate``
+  takes them (greedy unless ``temperature > 0``; vLLM's names: ``top_k <= 0`` is off), the
+  end-of-sequence ids, padding, banned tokens and stopping criteria; returns the new ids of
+  every row. A sampled call may be seeded: the global torch RNG is left as it was.
+* :func:`left_pad`: token-id prompts padded on the left, so every row's continuation starts at the
+  same column and decoder-only models see no pad between prompt and continuation (transformers
+  derives position ids from the attention mask).
+* :class:`HFGenerator`: an audio model (Qwen2-Audio, a Qwen2.5-Omni thinker) over
+  :class:`~audio_thinker.inference.outputs.PromptInput` (the processor renders the chat template
+  and computes audio features for every clip). The multimodal placeholder tokens are banned from
+  sampling (a random tiny model would otherwise emit ``<|AUDIO|>``).
+* :class:`HFTextGenerator`: a causal LM over prompt strings (rendered by its chat template, when
+  it has one).
 
-Both backends return one :class:`Generated` per prompt, in order: the response text with the
-model's special tokens kept except end-of-sequence and padding (so ``<think>``/``<answer>`` tags
-survive whatever the tokenizer marks special), the number of generated tokens and whether
-generation stopped (``stop``) or hit ``max_new_tokens`` (``length``), or an ``error``.
+Both return one :class:`~audio_thinker.inference.outputs.Generated` per prompt, cut at the first
+end-of-sequence token, and retry a failing batch prompt by prompt (one bad prompt costs only
+itself). Build them from a directory with ``from_pretrained`` or around a model already loaded.
+The judge's stop-at-a-string generation is :mod:`audio_thinker.inference.continuations`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from audio_thinker.data.benchmarks import BenchmarkItem
-from audio_thinker.data.rows import build_prompt_messages, inline_audio
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Decoding settings shared by both backends (vLLM's names and semantics); ``generation.*`` of
-    ``python -m audio_thinker.evaluate``."""
-
-    #: new tokens per response
-    max_new_tokens: int = 512
-    #: 0 = greedy (default); > 0 samples
-    temperature: float = 0.0
-    top_p: float = 1.0
-    #: <= 0: disabled
-    top_k: int = -1
-    seed: int = 0
-    #: prompts per generation call (the CPU batch; the vLLM submission chunk)
-    batch_size: int = 8
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature < 1e-5
+from audio_thinker.inference.batching import generate_isolating
+from audio_thinker.inference.loading import load_audio_model, load_audio_processor, load_causal_lm
+from audio_thinker.inference.options import GenerationOptions
+from audio_thinker.inference.outputs import Generated, PromptInput, decode_response, eos_token_ids
+from audio_thinker.inference.placeholders import multimodal_placeholder_ids
+from audio_thinker.inference.templates import encode_text_prompt, render_prompt
 
 
-@dataclass(frozen=True)
-class PromptInput:
-    """One item ready for generation: its chat messages (audio inlined) and the decoded clips."""
+def generate_kwargs(options: GenerationOptions) -> dict[str, Any]:
+    """The sampling keywords of ``model.generate``: greedy at temperature 0, else temperature,
+    top-p and top-k sampling (``top_k <= 0``: off).
 
-    item_id: str
-    messages: list[dict[str, Any]]
-    audios: list[Any]
-
-
-@dataclass(frozen=True)
-class Generated:
-    """The result for one prompt; ``text`` is None when ``error`` says why nothing was generated."""
-
-    text: str | None
-    n_tokens: int = 0
-    finish_reason: str | None = None
-    error: str | None = None
-
-
-class Generator(Protocol):
-    """What the evaluation loop needs of a backend."""
-
-    def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]: ...
-
-    def close(self) -> None: ...
-
-
-def build_messages(item: BenchmarkItem, mode: str) -> list[dict[str, str]]:
-    """The item's chat messages (one ``<audio>`` placeholder), as training builds them."""
-    return build_prompt_messages(item.question, list(item.choices), mode=mode)
-
-
-def prompt_input(item: BenchmarkItem, mode: str, samples: Any) -> PromptInput:
-    """:class:`PromptInput` of ``item`` with its decoded clip ``samples`` inlined."""
-    return PromptInput(item.item_id, inline_audio(build_messages(item, mode), [samples]), [samples])
-
-
-def render_prompt(processor: Any, prompt: PromptInput) -> str:
-    """The prompt text through the model's chat template (generation prompt appended)."""
-    return processor.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
-
-
-def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
-    """End-of-sequence ids: the generation config's plus the tokenizer's (as vLLM uses them)."""
-    ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), tokenizer, getattr(model, "config", None)):
-        value = getattr(source, "eos_token_id", None) if source is not None else None
-        if value is None:
-            continue
-        ids.update(int(v) for v in (value if isinstance(value, (list, tuple, set)) else [value]))
-    return ids
-
-
-def cut_response(ids: Sequence[int], stop_ids: set[int], pad_id: int | None) -> tuple[list[int], str]:
-    """Generated ids up to (excluding) the first stop id, and ``stop`` / ``length``.
-
-    >>> cut_response([5, 6, 2, 0, 0], {2}, 0)
-    ([5, 6], 'stop')
-    >>> cut_response([5, 6, 7], {2}, 0)
-    ([5, 6, 7], 'length')
+    >>> generate_kwargs(GenerationOptions())
+    {'do_sample': False, 'temperature': None, 'top_p': None, 'top_k': None}
+    >>> generate_kwargs(GenerationOptions(temperature=1.0))
+    {'do_sample': True, 'temperature': 1.0, 'top_p': 1.0, 'top_k': 0}
     """
-    kept: list[int] = []
-    for token in ids:
-        token = int(token)
-        if token in stop_ids:
-            return kept, "stop"
-        kept.append(token)
-    if pad_id is not None and pad_id not in stop_ids:
-        while kept and kept[-1] == pad_id:
-            kept.pop()
-    return kept, "length"
+    if options.greedy:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": options.temperature, "top_p": options.top_p,
+            "top_k": max(0, options.top_k)}
 
 
-def decode_response(tokenizer: Any, ids: Sequence[int], stop_ids: set[int], pad_id: int | None) -> Generated:
-    """Generated ids as a :class:`Generated`: cut at the first stop id, special tokens kept."""
-    kept, reason = cut_response(ids, stop_ids, pad_id)
-    return Generated(tokenizer.decode(kept, skip_special_tokens=False), len(kept) + (reason == "stop"), reason)
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, Any]:
+    """``input_ids`` and ``attention_mask`` (LongTensor[B, max_len]) of token-id prompts padded on the left.
 
-
-def generate_isolating(
-    generate_batch: Callable[[Sequence[Any]], list[Generated]], prompts: Sequence[Any]
-) -> list[Generated]:
-    """``generate_batch(prompts)``; when that raises, every prompt alone, so a bad prompt costs only itself
-    (its result carries ``error="generation_error: ..."``)."""
-    if not prompts:
-        return []
-    try:
-        return generate_batch(prompts)
-    except Exception as error:  # isolate the prompt that breaks the batch
-        if len(prompts) == 1:
-            logger.warning("generation failed for %s: %r", getattr(prompts[0], "item_id", "a prompt"), error)
-            return [Generated(None, error=f"generation_error: {type(error).__name__}: {error}")]
-        logger.warning("batch of %d failed (%r); retrying one prompt at a time", len(prompts), error)
-        return [result for prompt in prompts for result in generate_isolating(generate_batch, [prompt])]
-
-
-class HFGenerator:
-    """transformers generation (CPU by default) with batched, left-padded prompts.
-
-    Args:
-        model_dir: a Hugging Face model directory (Qwen2-Audio or a Qwen2.5-Omni thinker).
-        options: decoding settings.
-        device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
-        dtype: ``float32`` / ``bfloat16`` / ``float16`` / ``auto`` (the checkpoint's).
-        attn_implementation: ``sdpa`` or ``eager``.
-        num_threads: torch CPU threads (None: leave torch's default).
+    >>> batch = left_pad([[5, 6, 7], [8]], 0)
+    >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
     """
+    import torch
 
-    def __init__(
-        self,
-        model_dir: str,
-        options: GenerationOptions,
-        *,
-        device: str = "cpu",
-        dtype: str = "float32",
-        attn_implementation: str = "sdpa",
-        num_threads: int | None = None,
-    ) -> None:
-        import torch
-        from transformers import AutoModelForImageTextToText
+    width = max(len(seq) for seq in sequences)
+    ids = torch.full((len(sequences), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
-        from audio_thinker.inference.placeholders import multimodal_placeholder_ids
-        from audio_thinker.verl_ext.plugin import load_audio_processor, register_model_classes
 
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: Any) -> Iterator[None]:
+    """Seed torch for the block, then restore the RNG states as they were (no-op for None)."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    cuda = [device] if getattr(device, "type", str(device)).startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+def generate_new_ids(
+    model: Any,
+    inputs: Mapping[str, Any],
+    options: GenerationOptions,
+    *,
+    stop_ids: set[int],
+    pad_id: int | None,
+    suppress: Sequence[int] = (),
+    stopping_criteria: Sequence[Any] = (),
+    seed: int | None = None,
+) -> list[list[int]]:
+    """``model.generate`` over a padded batch; the generated ids of every row (prompt cut off).
+
+    ``inputs``: the model's keyword inputs (``input_ids`` LongTensor[B, P], ``attention_mask``,
+    audio features...), on the model's device. ``suppress``: ids never generated. ``stopping_criteria``:
+    transformers ``StoppingCriteria`` callables. ``seed``: seeds this call only (None: torch's
+    current RNG). Rows that stopped early are padded with ``pad_id`` up to the longest row.
+    """
+    import torch
+    from transformers import StoppingCriteriaList
+
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": options.max_new_tokens,
+        "eos_token_id": sorted(stop_ids) or None,
+        "pad_token_id": pad_id,
+        "suppress_tokens": sorted(suppress) or None,
+        **generate_kwargs(options),
+    }
+    if stopping_criteria:
+        kwargs["stopping_criteria"] = StoppingCriteriaList(list(stopping_criteria))
+    with _seeded(seed, inputs["input_ids"].device), torch.no_grad():
+        out = model.generate(**inputs, **kwargs)
+    return out[:, inputs["input_ids"].shape[1]:].tolist()
+
+
+class _TransformersGenerator:
+    """What both generators share: stop/pad ids, seeding per call, per-prompt retry, decoding."""
+
+    def __init__(self, model: Any, tokenizer: Any, options: GenerationOptions) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
         self.options = options
-        self.device = torch.device(device)
-        processor = load_audio_processor(model_dir)
-        if processor is None:
-            raise ValueError(
-                f"{model_dir} is not an audio checkpoint this project evaluates (Qwen2-Audio or a Qwen2.5-Omni "
-                "thinker): its config.json has another model_type"
-            )
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        self.tokenizer.padding_side = "left"
-        register_model_classes()
-        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            model_dir, dtype=torch_dtype, attn_implementation=attn_implementation
-        ).to(self.device).eval()
-        self.model.requires_grad_(False)
-        self.stop_ids = eos_token_ids(self.model, self.tokenizer)
+        self.device = getattr(model, "device", "cpu")
+        self._padding_side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        self.stop_ids = eos_token_ids(model, tokenizer)
         if not self.stop_ids:
-            raise ValueError(f"{model_dir}: no eos_token_id in its generation config or tokenizer")
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
-        self.suppressed = sorted(multimodal_placeholder_ids(self.model.config, self.tokenizer))
-        self.sampling_rate = int(processor.feature_extractor.sampling_rate)
+            name = getattr(model, "name_or_path", "") or type(model).__name__
+            raise ValueError(f"{name}: no eos_token_id in its generation config or tokenizer")
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else min(self.stop_ids)
+        self.suppressed: list[int] = []
         self._calls = 0
 
-    def _inputs(self, prompts: Sequence[PromptInput]) -> Any:
+    def _inputs(self, prompts: Sequence[Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _generate_batch(self, prompts: Sequence[Any]) -> list[Generated]:
+        seed = None if self.options.greedy else self.options.seed + self._calls  # each call its own draw
+        self._calls += 1
+        new = generate_new_ids(self.model, self._inputs(prompts), self.options, stop_ids=self.stop_ids,
+                               pad_id=self.pad_id, suppress=self.suppressed, seed=seed)
+        return [decode_response(self.tokenizer, ids, self.stop_ids, self.pad_id) for ids in new]
+
+    def generate(self, prompts: Sequence[Any]) -> list[Generated]:
+        """One result per prompt, in order; a failing batch is retried one prompt at a time."""
+        return generate_isolating(self._generate_batch, prompts)
+
+    def close(self) -> None:
+        """Drop the model and give the tokenizer its padding side back."""
+        self.tokenizer.padding_side = self._padding_side
+        self.model = None
+
+
+class HFGenerator(_TransformersGenerator):
+    """An audio model generating from :class:`PromptInput` batches (left-padded, placeholders banned).
+
+    Args:
+        model: a loaded Qwen2-Audio / Qwen2.5-Omni thinker model (eval mode).
+        processor: its processor (chat template, tokenizer, feature extractor).
+        options: decoding settings.
+    """
+
+    def __init__(self, model: Any, processor: Any, options: GenerationOptions) -> None:
+        super().__init__(model, processor.tokenizer, options)
+        self.processor = processor
+        self.suppressed = sorted(multimodal_placeholder_ids(model.config, self.tokenizer))
+        self.sampling_rate = int(processor.feature_extractor.sampling_rate)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, options: GenerationOptions, *, device: str = "cpu",
+                        dtype: str = "float32", attn_implementation: str = "sdpa",
+                        num_threads: int | None = None) -> HFGenerator:
+        """Load ``model_dir`` on ``device`` (``cpu``, ``cuda:1``) in ``dtype`` (``float32``,
+        ``bfloat16``, ``float16``, ``auto``); ``attn_implementation`` ``sdpa`` or ``eager``;
+        ``num_threads``: torch CPU threads (None: torch's default)."""
+        processor = load_audio_processor(model_dir)
+        model = load_audio_model(model_dir, device=device, dtype=dtype,
+                                 attn_implementation=attn_implementation, num_threads=num_threads)
+        return cls(model, processor, options)
+
+    def _inputs(self, prompts: Sequence[PromptInput]) -> dict[str, Any]:
         texts = [render_prompt(self.processor, p) for p in prompts]
         audios = [clip for p in prompts for clip in p.audios]
         inputs = self.processor(text=texts, audio=audios or None, sampling_rate=self.sampling_rate,
                                 padding=True, return_tensors="pt")
         return inputs.to(self.device)
 
-    def _generate_batch(self, prompts: Sequence[PromptInput]) -> list[Generated]:
-        import torch
 
-        inputs = self._inputs(prompts)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.options.max_new_tokens,
-            "eos_token_id": sorted(self.stop_ids),
-            "pad_token_id": self.pad_id,
-            "suppress_tokens": self.suppressed or None,
-        }
-        if self.options.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=self.options.temperature, top_p=self.options.top_p,
-                          top_k=self.options.top_k if self.options.top_k > 0 else 0)
-            torch.manual_seed(self.options.seed + self._calls)
-        self._calls += 1
-        with torch.no_grad():
-            out = self.model.generate(**inputs, **kwargs)
-        new = out[:, inputs["input_ids"].shape[1]:].tolist()
-        return [decode_response(self.tokenizer, ids, self.stop_ids, self.pad_id) for ids in new]
+class HFTextGenerator(_TransformersGenerator):
+    """A causal LM generating from prompt strings (its chat template applied when it has one)."""
 
-    def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]:
-        """One result per prompt; a failing batch is retried one prompt at a time."""
-        return generate_isolating(self._generate_batch, prompts)
+    @classmethod
+    def from_pretrained(cls, model_path: str, options: GenerationOptions, *, device: str = "cpu",
+                        dtype: str = "float32", num_threads: int | None = None) -> HFTextGenerator:
+        """Load the causal LM ``model_path`` (a folder or hub id) on ``device`` in ``dtype``."""
+        model, tokenizer = load_causal_lm(model_path, device=device, dtype=dtype, num_threads=num_threads)
+        return cls(model, tokenizer, options)
 
-    def close(self) -> None:
-        self.model = None
+    def _inputs(self, prompts: Sequence[str]) -> dict[str, Any]:
+        batch = left_pad([encode_text_prompt(self.tokenizer, p) for p in prompts], self.pad_id)
+        return {key: value.to(self.device) for key, value in batch.items()}

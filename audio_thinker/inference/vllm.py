@@ -1,38 +1,40 @@
-"""The vLLM evaluation backend (GPU): offline ``vllm.LLM`` with the audio as ``multi_modal_data``.
+"""vLLM (GPU): the offline engine (``vllm.LLM``) for evaluation and CoT, the async engine
+(``AsyncLLM``) for the judge, and the plain functions that configure both.
 
-Same prompts as the CPU backend (:func:`audio_thinker.inference.hf.render_prompt`: the model's
-chat template over the training messages, whose audio placeholder vLLM expands to the clip's
-feature length), same decoding rules (greedy unless sampling options are set), and the same
-post-processing: the token ids vLLM returns are cut at the first end-of-sequence id and decoded by
-the model's own tokenizer with special tokens kept, so parsing sees exactly what the CPU path
-sees. Prompts are submitted in chunks of ``batch_size`` (vLLM batches within a chunk
-continuously; chunks give the progress bar and let the evaluation loop save records as it goes).
+Offline generators (:class:`VLLMGenerator` for audio prompts, :class:`VLLMTextGenerator` for
+text) use the same prompts and decoding rules as the transformers path
+(:mod:`audio_thinker.inference.hf`): the model's chat template, greedy unless sampling options are
+set, and the token ids vLLM returns cut at the first end-of-sequence id and decoded by the model's
+own tokenizer with special tokens kept, so parsing sees exactly what the CPU path sees. Audio
+goes in as ``multi_modal_data``; vLLM expands the prompt's placeholder to the clip's feature
+length. Prompts are submitted in the chunks the caller passes (vLLM batches within a chunk
+continuously), and a failing chunk is retried prompt by prompt.
 
-vLLM is imported only when :class:`VLLMGenerator` is built; without it the error says
-``pip install -e .[gpu]``. :func:`engine_kwargs`, :func:`sampling_kwargs` and :func:`request`
-are plain functions, tested on CPU.
+The judge's engine (:func:`async_engine_kwargs`, :func:`build_async_engine`,
+:func:`complete_async`) serves concurrent batches with continuous batching and prefix caching.
+
+vLLM is imported only when an engine is built (:func:`import_vllm`); without it the error says
+``pip install -e .[gpu]``. :func:`engine_kwargs`, :func:`async_engine_kwargs`,
+:func:`sampling_kwargs`, :func:`request` and :func:`finish` are plain functions, tested on CPU.
+Importing this module imports neither vLLM nor torch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from audio_thinker.inference.hf import (
-    Generated,
-    GenerationOptions,
-    PromptInput,
-    cut_response,
-    eos_token_ids,
-    generate_isolating,
-    render_prompt,
-)
+from audio_thinker.inference.batching import generate_isolating
+from audio_thinker.inference.options import GenerationOptions, VLLMOptions
+from audio_thinker.inference.outputs import Generated, PromptInput, cut_response, eos_token_ids
+from audio_thinker.inference.templates import encode_text_prompt, render_prompt
 
 logger = logging.getLogger(__name__)
 
+#: what to do when vLLM is missing (the ``gpu`` extra of setup.py pins it)
 VLLM_INSTALL_HINT = (
     "backend=vllm needs vLLM (CUDA only): pip install -e .[gpu] on the GPU machine; on CPU use backend=hf"
 )
@@ -42,37 +44,42 @@ class VLLMNotInstalledError(ImportError):
     """vLLM cannot be imported here; the message says how to install it."""
 
 
-def import_vllm() -> Any:
+def import_vllm(hint: str = VLLM_INSTALL_HINT) -> Any:
+    """``import vllm``, or :class:`VLLMNotInstalledError` with ``hint`` (what to install, or use instead)."""
     try:
         return importlib.import_module("vllm")
     except ImportError as exc:
-        raise VLLMNotInstalledError(f"{VLLM_INSTALL_HINT} (import vllm failed: {exc})") from exc
+        raise VLLMNotInstalledError(f"{hint} (import vllm failed: {exc})") from exc
 
 
-@dataclass(frozen=True)
-class VLLMOptions:
-    """Engine settings (``vllm.LLM`` keyword arguments of the same names)."""
-
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    max_model_len: int = 8192
-    max_num_seqs: int = 64
-    dtype: str = "bfloat16"
-    enforce_eager: bool = False
+# -- plain functions (no vLLM, no GPU) -------------------------------------------------------------
 
 
-def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.LLM`` for an audio model (one clip per prompt).
+def check_engine_values(*, tensor_parallel_size: int, gpu_memory_utilization: float,
+                        max_model_len: int | None, prefix: str = "vllm.") -> None:
+    """``ValueError`` naming ``<prefix><key>`` for an engine setting vLLM would reject."""
+    if tensor_parallel_size < 1:
+        raise ValueError(f"{prefix}tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ValueError(f"{prefix}gpu_memory_utilization must lie in (0, 1], got {gpu_memory_utilization}")
+    if max_model_len is not None and max_model_len < 1:
+        raise ValueError(f"{prefix}max_model_len must be >= 1 or None, got {max_model_len}")
+
+
+def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0,
+                  audio: bool = True) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` (``audio``: one clip per prompt; False for a text model).
 
     >>> kw = engine_kwargs("/m", VLLMOptions(tensor_parallel_size=2))
     >>> kw["limit_mm_per_prompt"], kw["tensor_parallel_size"], kw["model"]
     ({'audio': 1}, 2, '/m')
+    >>> "limit_mm_per_prompt" in engine_kwargs("/m", VLLMOptions(), audio=False)
+    False
     """
-    if options.tensor_parallel_size < 1:
-        raise ValueError(f"vllm.tensor_parallel_size must be >= 1, got {options.tensor_parallel_size}")
-    if not 0 < options.gpu_memory_utilization <= 1:
-        raise ValueError(f"vllm.gpu_memory_utilization must lie in (0, 1], got {options.gpu_memory_utilization}")
-    return {
+    check_engine_values(tensor_parallel_size=options.tensor_parallel_size,
+                        gpu_memory_utilization=options.gpu_memory_utilization,
+                        max_model_len=options.max_model_len)
+    kwargs: dict[str, Any] = {
         "model": model_dir,
         "tokenizer": model_dir,
         "tensor_parallel_size": options.tensor_parallel_size,
@@ -84,16 +91,73 @@ def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0) -> dic
         "limit_mm_per_prompt": {"audio": 1},
         "seed": seed,
     }
+    if not audio:
+        del kwargs["limit_mm_per_prompt"]
+    return kwargs
 
 
-def sampling_kwargs(options: GenerationOptions, stop_ids: Sequence[int]) -> dict[str, Any]:
+def async_engine_kwargs(
+    model: str,
+    *,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+    dtype: str = "auto",
+    seed: int = 0,
+    enforce_eager: bool = False,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.AsyncEngineArgs`` for a text model serving concurrent batches.
+
+    Prefix caching is on (prompts that share a few-shot block reuse its KV cache); with more than
+    one GPU the engine uses vLLM's multiprocessing executor on the GPUs the process was given (a
+    Ray executor inside a Ray actor would ask Ray for GPUs a second time). ``max_model_len``
+    None: the model's context. ``extra`` overrides or adds any engine argument.
+
+    >>> kw = async_engine_kwargs("m", tensor_parallel_size=2)
+    >>> kw["distributed_executor_backend"], kw["enable_prefix_caching"], "max_model_len" in kw
+    ('mp', True, False)
+    """
+    check_engine_values(tensor_parallel_size=tensor_parallel_size,
+                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, prefix="")
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "dtype": dtype,
+        "seed": seed,
+        "enforce_eager": enforce_eager,
+        "enable_prefix_caching": True,
+        "disable_log_stats": True,
+    }
+    if max_model_len is not None:
+        kwargs["max_model_len"] = max_model_len
+    if tensor_parallel_size > 1:
+        kwargs["distributed_executor_backend"] = "mp"
+    kwargs.update(extra or {})
+    return kwargs
+
+
+def sampling_kwargs(
+    options: GenerationOptions,
+    stop_ids: Sequence[int] | set[int] | None = None,
+    *,
+    stop: Sequence[str] = (),
+    skip_special_tokens: bool = False,
+    seeded: bool = True,
+) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams``: temperature 0 is greedy, as on CPU.
+
+    ``stop_ids``: end-of-sequence token ids; ``stop``: strings that end the text (excluded);
+    ``seeded``: a sampled request draws from ``options.seed`` (False: from the engine's RNG).
 
     >>> sampling_kwargs(GenerationOptions(max_new_tokens=8), [2])["temperature"]
     0.0
     >>> kw = sampling_kwargs(GenerationOptions(temperature=1.0, top_k=5, seed=3), [2, 7])
     >>> kw["top_k"], kw["seed"], kw["stop_token_ids"]
     (5, 3, [2, 7])
+    >>> sampling_kwargs(GenerationOptions(max_new_tokens=4), stop=["\\n"], skip_special_tokens=True)["stop"]
+    ['\\n']
     """
     kwargs: dict[str, Any] = {
         "n": 1,
@@ -101,10 +165,13 @@ def sampling_kwargs(options: GenerationOptions, stop_ids: Sequence[int]) -> dict
         "temperature": 0.0 if options.greedy else options.temperature,
         "top_p": 1.0 if options.greedy else options.top_p,
         "top_k": options.top_k if (options.top_k > 0 and not options.greedy) else -1,
-        "stop_token_ids": sorted(int(i) for i in stop_ids),
-        "skip_special_tokens": False,
+        "skip_special_tokens": skip_special_tokens,
     }
-    if not options.greedy:
+    if stop_ids is not None:
+        kwargs["stop_token_ids"] = sorted(int(i) for i in stop_ids)
+    if stop:
+        kwargs["stop"] = list(stop)
+    if seeded and not options.greedy:
         kwargs["seed"] = options.seed
     return kwargs
 
@@ -131,56 +198,133 @@ def finish(token_ids: Sequence[int], stop_ids: set[int], pad_id: int | None, dec
     return Generated(decode(kept), len(token_ids), reason)
 
 
-class VLLMGenerator:
-    """``vllm.LLM`` over a Hugging Face model directory (GPU)."""
+def generation_eos_ids(model_dir: str) -> set[int]:
+    """The ``eos_token_id`` of ``model_dir``'s generation config (empty when it has none)."""
+    from transformers import GenerationConfig
 
-    def __init__(self, model_dir: str, options: GenerationOptions, engine: VLLMOptions) -> None:
+    try:
+        value = GenerationConfig.from_pretrained(model_dir).eos_token_id
+    except OSError:
+        return set()
+    if value is None:
+        return set()
+    return {int(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
+
+
+# -- the offline engine -----------------------------------------------------------------------------
+
+
+class _OfflineGenerator:
+    """``vllm.LLM`` plus the tokenizer that decodes its token ids; subclasses make the requests."""
+
+    def __init__(self, model_dir: str, tokenizer: Any, options: GenerationOptions,
+                 engine: dict[str, Any]) -> None:
         vllm = import_vllm()
-        from audio_thinker.verl_ext.plugin import load_audio_processor
-
         self.options = options
-        self.processor = load_audio_processor(model_dir)
-        if self.processor is None:
-            raise ValueError(f"{model_dir} is not a Qwen2-Audio / Qwen2.5-Omni thinker checkpoint")
-        self.tokenizer = self.processor.tokenizer
-        self.llm = vllm.LLM(**engine_kwargs(model_dir, engine, seed=options.seed))
-        self.stop_ids = eos_token_ids(None, self.tokenizer) | self._generation_eos(model_dir)
-        self.pad_id = self.tokenizer.pad_token_id
-        self.sampling = vllm.SamplingParams(**sampling_kwargs(options, sorted(self.stop_ids)))
-        self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.tokenizer = tokenizer
+        self.llm = vllm.LLM(**engine)
+        self.stop_ids = eos_token_ids(None, tokenizer) | generation_eos_ids(model_dir)
+        self.pad_id = tokenizer.pad_token_id
+        self.sampling = vllm.SamplingParams(**sampling_kwargs(options, self.stop_ids))
 
-    @staticmethod
-    def _generation_eos(model_dir: str) -> set[int]:
-        from transformers import GenerationConfig
+    def _requests(self, prompts: Sequence[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
-        try:
-            value = GenerationConfig.from_pretrained(model_dir).eos_token_id
-        except OSError:
-            return set()
-        if value is None:
-            return set()
-        return {int(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
+    def _generate_batch(self, prompts: Sequence[Any]) -> list[Generated]:
+        outputs = self.llm.generate(self._requests(prompts), self.sampling, use_tqdm=False)
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False)
+        return [finish(list(o.outputs[0].token_ids), self.stop_ids, self.pad_id, decode,
+                       self.options.max_new_tokens) for o in outputs]
 
-    def _generate_batch(self, prompts: Sequence[PromptInput]) -> list[Generated]:
-        requests = [request(render_prompt(self.processor, p), p.audios, self.sampling_rate) for p in prompts]
-        outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
-        return [self._result(output) for output in outputs]
-
-    def generate(self, prompts: Sequence[PromptInput]) -> list[Generated]:
-        """One result per prompt; a failing chunk is retried one prompt at a time."""
+    def generate(self, prompts: Sequence[Any]) -> list[Generated]:
+        """One result per prompt, in order; a failing chunk is retried one prompt at a time."""
         return generate_isolating(self._generate_batch, prompts)
 
-    def _result(self, output: Any) -> Generated:
-        completion = output.outputs[0]
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
-        return finish(list(completion.token_ids), self.stop_ids, self.pad_id, decode, self.options.max_new_tokens)
-
     def close(self) -> None:
-        self.llm = None
+        """Shut the engine down (its GPU memory is free once the caller collects garbage)."""
+        llm, self.llm = self.llm, None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            try:
+                core.shutdown()
+            except Exception as error:  # noqa: BLE001 - best effort; vLLM version specific
+                logger.warning("vLLM engine shutdown failed: %r", error)
 
 
-def build(model_dir: str, options: GenerationOptions, engine: Mapping[str, Any] | VLLMOptions) -> VLLMGenerator:
+class VLLMGenerator(_OfflineGenerator):
+    """``vllm.LLM`` over an audio model directory, generating from :class:`PromptInput` batches."""
+
+    def __init__(self, model_dir: str, options: GenerationOptions, engine: VLLMOptions) -> None:
+        from audio_thinker.inference.loading import load_audio_processor
+
+        import_vllm()  # before loading anything: a machine without vLLM fails at once, with the hint
+        self.processor = load_audio_processor(model_dir)
+        self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)
+        super().__init__(model_dir, self.processor.tokenizer, options,
+                         engine_kwargs(model_dir, engine, seed=options.seed))
+
+    def _requests(self, prompts: Sequence[PromptInput]) -> list[dict[str, Any]]:
+        return [request(render_prompt(self.processor, p), p.audios, self.sampling_rate) for p in prompts]
+
+
+class VLLMTextGenerator(_OfflineGenerator):
+    """``vllm.LLM`` over a text model, generating from prompt strings (token ids in and out)."""
+
+    def __init__(self, model_path: str, options: GenerationOptions, engine: VLLMOptions) -> None:
+        from transformers import AutoTokenizer
+
+        import_vllm()
+        super().__init__(model_path, AutoTokenizer.from_pretrained(model_path), options,
+                         engine_kwargs(model_path, engine, seed=options.seed, audio=False))
+
+    def _requests(self, prompts: Sequence[str]) -> list[dict[str, Any]]:
+        return [{"prompt_token_ids": encode_text_prompt(self.tokenizer, p)} for p in prompts]
+
+
+def build(model_dir: str, options: GenerationOptions,
+          engine: Mapping[str, Any] | VLLMOptions) -> VLLMGenerator:
     """A :class:`VLLMGenerator`; ``engine`` may be a mapping of :class:`VLLMOptions` fields."""
     if not isinstance(engine, VLLMOptions):
         engine = VLLMOptions(**dict(engine))
     return VLLMGenerator(model_dir, options, engine)
+
+
+# -- the async engine (the judge) ---------------------------------------------------------------------
+
+
+def build_async_engine(kwargs: Mapping[str, Any], *, hint: str = VLLM_INSTALL_HINT) -> Any:
+    """A vLLM (v1) ``AsyncLLM`` engine from ``AsyncEngineArgs(**kwargs)``."""
+    import_vllm(hint)
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    # from_engine_args honours the engine args' disable_log_stats (from_vllm_config has its own flag)
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs), usage_context=UsageContext.ENGINE_CONTEXT)
+
+
+async def complete_async(engine: Any, prompts: Sequence[str], params: Any,
+                         request_ids: Sequence[str]) -> list[str]:
+    """The text of every prompt's completion on an ``AsyncLLM``, in order (``params``: a
+    ``SamplingParams``; one unique request id per prompt).
+
+    When this is cancelled (the caller's deadline passed) or one request fails, the other requests
+    are cancelled too: vLLM aborts a request in the engine when its ``generate()`` stream is cancelled.
+    """
+
+    async def one(prompt: str, request_id: str) -> str:
+        final = None
+        async for output in engine.generate(prompt=prompt, sampling_params=params, request_id=request_id):
+            final = output
+        if final is None or not final.outputs:
+            raise RuntimeError(f"vLLM returned no output for request {request_id} (aborted?)")
+        return str(final.outputs[0].text)
+
+    tasks = [asyncio.ensure_future(one(p, r)) for p, r in zip(prompts, request_ids)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -455,54 +455,36 @@ def _train(
 # ----------------------------------------------------------------------------------------------
 
 
-def _decode_response(tokenizer: Any, ids: Sequence[int], stop_ids: set[int]) -> str:
-    """Response text up to (and including) the first stop token, special tokens kept."""
-    kept: list[int] = []
-    for token in ids:
-        kept.append(int(token))
-        if int(token) in stop_ids:
-            break
-    return tokenizer.decode(kept, skip_special_tokens=False)
-
-
 def sample_responses(
     model: Any, processor: Any, rows: Sequence[dict[str, Any]], *, options: WarmstartOptions,
     audio_config: Any, seed: int, chunk: int = 16, stats: Any = None,
 ) -> list[tuple[dict[str, Any], str]]:
     """``options.eval_samples`` sampled responses per row, through the model's full forward.
 
-    Sampling is plain temperature sampling (no top-k / top-p) as in GRPO rollouts; prompts are
-    left-padded, generation stops on the generation config's end-of-sequence ids.
+    Sampling is plain temperature sampling (no top-k / top-p) with the placeholder tokens banned,
+    as in GRPO rollouts: :class:`audio_thinker.inference.hf.HFGenerator` (left-padded, cut at the
+    first end-of-sequence token; the global torch RNG is left as it was).
     """
-    import torch
+    from audio_thinker.inference.batching import batches
+    from audio_thinker.inference.hf import HFGenerator
+    from audio_thinker.inference.options import GenerationOptions
+    from audio_thinker.inference.outputs import PromptInput
 
-    tokenizer = processor.tokenizer
-    eos = model.generation_config.eos_token_id
-    stop_ids = set(eos if isinstance(eos, list) else [eos])
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    generation = GenerationOptions(max_new_tokens=options.eval_max_new_tokens,
+                                   temperature=options.eval_temperature, seed=seed)
+    generator = HFGenerator(model, processor, generation)
     out: list[tuple[dict[str, Any], str]] = []
     try:
-        for start in range(0, len(rows), chunk):
-            readable = list(_readable(rows[start:start + chunk], audio_config, stats))
-            if not readable:
-                continue
-            batch = [r for r, _ in readable]
-            inputs = _processor_inputs(processor, batch, [a for _, a in readable])
-            with torch.no_grad():
-                generated = model.generate(
-                    **inputs, do_sample=True, temperature=options.eval_temperature, top_k=0, top_p=1.0,
-                    max_new_tokens=options.eval_max_new_tokens,
-                    num_return_sequences=options.eval_samples,
-                )
-            new = generated[:, inputs["input_ids"].shape[1]:]
-            for i, ids in enumerate(new.tolist()):
-                out.append((batch[i // options.eval_samples], _decode_response(tokenizer, ids, stop_ids)))
+        for part in batches(rows, chunk):
+            readable = list(_readable(part, audio_config, stats))
+            prompts = [PromptInput(str(i), chat_messages(row, clips), clips)
+                       for i, (row, clips) in enumerate(readable) for _ in range(options.eval_samples)]
+            for prompt, result in zip(prompts, generator.generate(prompts)):
+                if result.text is None:
+                    raise RuntimeError(f"warm-start sampling failed: {result.error}")
+                out.append((readable[int(prompt.item_id)][0], result.text))
     finally:
-        tokenizer.padding_side = side
-        torch.random.set_rng_state(generator_state)
+        generator.close()
     return out
 
 

@@ -1,0 +1,138 @@
+"""The output folder: input rows, the config record, resumable JSON-lines records, atomic outputs.
+
+Records are appended batch by batch (flushed and fsynced) and keyed by
+:func:`~audio_thinker.data.cot.filter.row_key`; the last record of a key wins, and a partial last
+line left by a crash is cut off before appending again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from audio_thinker.data.cot.filter import COT_KEYS
+from audio_thinker.data.cot.settings import CotConfigError, config_diff
+from audio_thinker.data.rows import validate_row
+
+CONFIG_NAME = "config.json"
+CAPTIONS_NAME = "captions.jsonl"
+RATIONALES_NAME = "rationales.jsonl"
+ROWS_NAME = "cot.parquet"
+SUMMARY_NAME = "summary.json"
+
+
+def latest_records(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The last record per ``key`` of JSON lines; blank and unreadable lines are skipped.
+
+    >>> latest_records(['{"key": "a", "v": 1}', 'garbage', '{"key": "a", "v": 2}'])
+    {'a': {'key': 'a', 'v': 2}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "key" in record:
+            out[str(record["key"])] = record
+    return out
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a training parquet as plain Python objects, each checked against the schema."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"rows file {path} not found: make training rows with python -m audio_thinker.data.avqa "
+            "or python -m audio_thinker.data.synthetic"
+        )
+    rows = pq.read_table(path).to_pylist()
+    for position, row in enumerate(rows):
+        try:
+            validate_row(row)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: row {position} is not a training row: {err}") from None
+    return rows
+
+
+def repair_jsonl(path: Path) -> None:
+    """Cut a partial last line (a crash mid-write) so that appending starts on a fresh line."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def load_jsonl(path: Path) -> dict[str, dict[str, Any]]:
+    """:func:`latest_records` of a file (empty when it does not exist)."""
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as handle:
+        return latest_records(handle)
+
+
+def append_records(handle: Any, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append JSON lines, then flush and fsync: a killed run loses at most the batch in flight."""
+    for record in records:
+        handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file and a rename (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def check_config(out: Path, record: dict[str, Any]) -> None:
+    """Write ``OUT/config.json``, or refuse when it (or records without it) says otherwise."""
+    path = out / CONFIG_NAME
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise CotConfigError(f"{path} is unreadable ({err}); use a new --out") from None
+        diff = config_diff(old, record)
+        if diff:
+            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise CotConfigError(
+                f"{out} holds CoT records made with other settings ({listed}): use a new --out, "
+                "or delete the folder to start over"
+            )
+        return
+    if any((out / name).is_file() for name in (CAPTIONS_NAME, RATIONALES_NAME)):
+        raise CotConfigError(f"{out} holds CoT records but no {CONFIG_NAME}: use a new --out")
+    atomic_write(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+
+def parquet_bytes(rows: list[dict[str, Any]], input_schema: Any) -> bytes:
+    """The output parquet; an empty one keeps the input schema (extra_info gains COT_KEYS)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if rows:
+        table = pa.Table.from_pylist(rows)
+    else:
+        fields = []
+        for f in input_schema:
+            if f.name == "extra_info" and pa.types.is_struct(f.type):
+                names = {sub.name for sub in f.type}
+                extra = [pa.field(k, pa.string()) for k in COT_KEYS if k not in names]
+                f = pa.field(f.name, pa.struct(list(f.type) + extra))
+            fields.append(f)
+        table = pa.schema(fields).empty_table()
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
