@@ -55,7 +55,8 @@ LAYERS: dict[str, set[str]] = {
                                             "audio_thinker.backends"},
     "audio_thinker.evaluate": BELOW_GLUE | {"audio_thinker.toy", "audio_thinker.cli", "audio_thinker.verl_ext",
                                             "audio_thinker.evaluate"},
-    "audio_thinker.recipes": BELOW_GLUE | {"audio_thinker.cli", "audio_thinker.verl_ext"},
+    "audio_thinker.compose": BELOW_GLUE,
+    "audio_thinker.recipes": BELOW_GLUE | {"audio_thinker.cli", "audio_thinker.compose", "audio_thinker.verl_ext"},
     "audio_thinker": set(),  # the package's __init__ imports nothing of ours
 }
 
@@ -64,7 +65,7 @@ HEAVY: dict[str, set[str]] = {
     "ray": {"audio_thinker.backends", "audio_thinker.verl_ext", "reward_workers", "audio_thinker.main_grpo",
             "audio_thinker.main_sft", "audio_thinker.recipes"},
     "verl": {"audio_thinker.backends", "audio_thinker.verl_ext", "audio_thinker.main_grpo", "audio_thinker.main_sft",
-             "audio_thinker.recipes", "audio_thinker.cli"},
+             "audio_thinker.recipes", "audio_thinker.cli", "audio_thinker.compose"},
     "vllm": {"audio_thinker.inference", "audio_thinker.backends", "audio_thinker.verl_ext", "reward_workers"},
 }
 

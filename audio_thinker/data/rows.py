@@ -164,3 +164,19 @@ def validate_row(row: dict[str, Any]) -> None:
         raise ValueError("reward_model.ground_truth differs from extra_info.answer")
     if info["answer"] not in list(info["choices"]):
         raise ValueError(f"answer {info['answer']!r} not among choices {list(info['choices'])!r}")
+
+
+def to_plain(value: Any) -> Any:
+    """numpy arrays and OmegaConf nodes (as verl's data pipeline hands rows over) -> plain Python containers.
+
+    >>> import numpy as np
+    >>> to_plain(np.array([1, 2])), to_plain("x")
+    ([1, 2], 'x')
+    """
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value

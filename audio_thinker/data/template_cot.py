@@ -54,7 +54,7 @@ def template_rationale(info: Mapping[str, Any]) -> str:
 def _rows(path: Path) -> list[dict[str, Any]]:
     import pandas as pd
 
-    from audio_thinker.verl_ext.convert import to_plain
+    from audio_thinker.data.rows import to_plain
 
     records = pd.read_parquet(path).to_dict(orient="records")
     rows = []

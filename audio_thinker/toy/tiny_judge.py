@@ -247,14 +247,14 @@ def _prime(model: Any, tokenizer: Any, *, steps: int, seed: int) -> dict[str, An
 def measure_parse_rate(model: Any, tokenizer: Any, *, n: int = 32, seed: int = 0) -> dict[str, float]:
     """Share of ``n`` fresh judge prompts (half of each kind) whose greedy continuation parses.
 
-    Generation is the judge pool's own (:func:`reward_workers.hf_worker.generate_continuations`
+    Generation is the judge pool's own (:func:`audio_thinker.inference.continuations.generate_continuations`
     with its default parameters: greedy, 8 new tokens, stop at the end of the first line).
     Returned: ``consistency``, ``quality`` and ``all`` (parse rates), and ``well_formed``: the
     share whose first line is exactly a verdict of the primed form (``Yes``/``No``, ``0.0``..``1.0``).
     """
     from audio_thinker.rewards.judge_parsing import first_line, parse_consistency, parse_quality
     from audio_thinker.rewards.verdict import GenerationParams
-    from reward_workers.hf_worker import generate_continuations
+    from audio_thinker.inference.continuations import generate_continuations
 
     # a stream the priming never draws from (it uses ``random.Random(seed)``)
     prompts = _judge_prompts(random.Random(f"tiny-judge-eval-{seed}"), n)

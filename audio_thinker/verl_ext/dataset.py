@@ -28,7 +28,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
 from audio_thinker.data.rows import build_prompt_messages
 from audio_thinker.prompts import parse_mode
-from audio_thinker.verl_ext.convert import to_plain
+from audio_thinker.data.rows import to_plain
 
 logger = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from audio_thinker.config import load_config
 from audio_thinker.rewards.combine import RuleScore, score_response
 from audio_thinker.rewards.parsing import DEFAULT_EOS_TOKENS, ParsedResponse, ResponseMode, strip_eos
 from audio_thinker.rewards.verdict import JudgeClient
-from audio_thinker.verl_ext.convert import to_plain
+from audio_thinker.data.rows import to_plain
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_a
 from audio_thinker.data.rows import build_prompt_messages, inline_audio
 from audio_thinker.prompts import PromptMode, parse_mode
 from audio_thinker.rewards.parsing import TAGS, ResponseMode, parse_response
-from audio_thinker.verl_ext.convert import to_plain
+from audio_thinker.data.rows import to_plain
 
 logger = logging.getLogger(__name__)
 
