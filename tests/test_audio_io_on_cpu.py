@@ -321,3 +321,149 @@ def test_snr_edge_cases():
     assert np.isfinite(estimate_snr_db(x[:50], 16000))  # shorter than a frame
     with pytest.raises(ValueError):
         estimate_snr_db(np.zeros(0), 16000)
+
+
+# ------------------------------------------------------- hardening: range, OS errors, capped decode
+
+
+def test_huge_finite_samples_are_rejected_as_out_of_range(tmp_path):
+    x = tone(440, sr=16000, seconds=0.5)
+    x[200] = 3e29  # finite, but no audio: a garbage buffer written as float wav
+    spike = tmp_path / "spike.wav"
+    sf.write(spike, x, 16000, subtype="FLOAT")
+    huge = tmp_path / "huge.wav"
+    sf.write(huge, np.full(8000, 1e18, dtype=np.float32), 16000, subtype="FLOAT")
+    stats = AudioStats()
+    for path in (spike, huge):
+        with pytest.raises(AudioError, match="max_abs_sample=16") as info:
+            load_audio(path, stats=stats)
+        assert info.value.reason == "out_of_range" and info.value.path.endswith(path.name)
+    assert stats.as_dict()["errors"] == {"out_of_range": 2}
+    hot = tmp_path / "hot.wav"  # a float wav a little over full scale is still audio
+    sf.write(hot, tone(440, sr=16000, seconds=0.5, amp=2.0), 16000, subtype="FLOAT")
+    assert np.max(np.abs(load_audio(hot).samples)) > 1.5
+    with pytest.raises(AudioError) as info:
+        load_audio(hot, config=AudioConfig(max_abs_sample=1.5))
+    assert info.value.reason == "out_of_range"
+    with pytest.raises(ValueError, match="max_abs_sample"):
+        AudioConfig(max_abs_sample=0)
+
+
+def _unopenable_paths(tmp_path):
+    loop_a, loop_b, self_loop = tmp_path / "loop_a.wav", tmp_path / "loop_b.wav", tmp_path / "self.wav"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    self_loop.symlink_to(self_loop)
+    too_long = tmp_path / ("x" * 300 + ".wav")
+    return {"symlink loop": loop_a, "self loop": self_loop, "name too long": too_long}
+
+
+def test_os_level_failures_to_open_are_typed_unreadable_errors(tmp_path):
+    stats = AudioStats()
+    paths = _unopenable_paths(tmp_path)
+    for what, path in paths.items():
+        with pytest.raises(AudioError) as info:
+            load_audio(path, stats=stats)
+        assert info.value.reason == "unreadable", what
+        assert "unreadable" in str(info.value) and path.name[:20] in str(info.value)
+    folder = tmp_path / "folder.wav"  # a directory: no clip at that name
+    folder.mkdir()
+    with pytest.raises(AudioMissingError, match="is a directory"):
+        load_audio(folder, stats=stats)
+    assert stats.as_dict()["errors"] == {"unreadable": len(paths), "missing": 1}
+
+
+def test_permission_denied_is_unreadable(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their permissions")
+    path = tmp_path / "locked.wav"
+    sf.write(path, tone(440, sr=16000, seconds=0.5), 16000)
+    path.chmod(0)
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert info.value.reason == "unreadable"
+
+
+def _write_long(path, *, sr: int, seconds: float, voiced_s: float) -> None:
+    """``voiced_s`` of tone, then silence up to ``seconds``, written block by block."""
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as out:
+        out.write(tone(440, sr=sr, seconds=voiced_s))
+        block = np.zeros(sr * 10, dtype=np.float32)
+        left = int(round((seconds - voiced_s) * sr))
+        while left > 0:
+            out.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def _decode_then_cut(path, config: AudioConfig) -> np.ndarray:
+    """The reference: decode the whole file, then cut at the native rate and resample."""
+    data, sr = sf.read(path, dtype="float32", always_2d=True)
+    mono = data[: int(round(config.max_seconds * sr)), 0]
+    out = audio_mod.resample(mono, orig_sr=sr, target_sr=config.sample_rate)
+    return out[: int(round(config.max_seconds * config.sample_rate))]
+
+
+def test_decoding_stops_at_the_length_cap(tmp_path):
+    import time
+    import tracemalloc
+
+    path = tmp_path / "ten_minutes.wav"
+    _write_long(path, sr=16000, seconds=600.0, voiced_s=40.0)
+    config = AudioConfig(max_seconds=30.0)
+    stats = AudioStats()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.warns(AudioTruncatedWarning, match="600.00 s truncated"):
+            loaded = load_audio(path, config=config, stats=stats)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.perf_counter() - started
+    # the whole file decodes to 600 s x 16000 x 4 bytes = 38 MB; 30 s is 1.9 MB
+    assert peak < 12e6, f"decoding allocated {peak / 1e6:.1f} MB: the whole file was read"
+    assert elapsed < 10.0
+    assert loaded.truncated and len(loaded.samples) == 30 * 16000
+    assert loaded.original_duration_s == pytest.approx(600.0)
+    assert stats.as_dict() == {"ok": 1, "truncated": 1, "errors": {}}
+    assert np.array_equal(loaded.samples, _decode_then_cut(path, config))
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioError) as info:
+            load_audio(path, config=AudioConfig(max_seconds=30.0, on_too_long="reject"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == "too_long" and "600.00 s" in str(info.value)
+    assert peak < 12e6
+
+
+@pytest.mark.parametrize("sr", [44100, 22050])
+def test_capped_decode_equals_decode_then_cut_with_resampling(tmp_path, sr):
+    path = tmp_path / f"long{sr}.flac"
+    _write_long(path, sr=sr, seconds=13.0, voiced_s=11.0)
+    config = AudioConfig(max_seconds=10.0)
+    with pytest.warns(AudioTruncatedWarning):
+        loaded = load_audio(path, config=config)
+    assert loaded.truncated and loaded.original_duration_s == pytest.approx(13.0)
+    assert np.array_equal(loaded.samples, _decode_then_cut(path, config))
+    short = AudioConfig(max_seconds=20.0)  # under the cap: read whole, not truncated
+    assert not load_audio(path, config=short).truncated
+
+
+@needs_ffmpeg
+def test_ffmpeg_decode_stops_at_the_cap_and_equals_decode_then_cut(tmp_path):
+    wav = tmp_path / "src.wav"
+    _write_long(wav, sr=22050, seconds=25.0, voiced_s=25.0)
+    video = tmp_path / "clip.mkv"  # a video suffix: decoded by ffmpeg
+    ffmpeg("-i", str(wav), "-c:a", "flac", str(video))
+    config = AudioConfig(max_seconds=10.0)
+    with pytest.warns(AudioTruncatedWarning):
+        loaded = load_audio(video, config=config)
+    assert loaded.truncated and len(loaded.samples) == 10 * 16000
+    assert loaded.original_duration_s > 10.0
+    assert np.array_equal(loaded.samples, _decode_then_cut(wav, config))
+    with pytest.raises(AudioTooLongError):
+        load_audio(video, config=AudioConfig(max_seconds=10.0, on_too_long="reject"))

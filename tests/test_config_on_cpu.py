@@ -73,6 +73,7 @@ def test_overrides_reach_the_schema():
         ({"audio": {"on_too_long": "drop"}}, "on_too_long='drop' is not valid"),
         ({"audio": {"max_seconds": 0}}, "audio_thinker.audio: max_seconds=0.0 must be positive, or null"),
         ({"audio": {"ffmpeg_timeout_s": -1}}, "audio_thinker.audio: ffmpeg_timeout_s=-1.0 must be positive"),
+        ({"audio": {"max_abs_sample": 0}}, "audio_thinker.audio: max_abs_sample=0.0 must be positive"),
     ],
 )
 def test_bad_values_say_how_to_fix(section, message):

@@ -6,20 +6,26 @@ command-line tool, which is also the fallback decoder for files ``soundfile`` ca
 samples are mixed down to mono, resampled with ``torchaudio.functional.resample`` and checked.
 
 Every problem with a clip raises one :class:`AudioError` subclass carrying the ``path`` and a
-short machine-readable ``reason`` (``missing``, ``corrupt``, ``no_audio_stream``, ``empty``,
-``non_finite``, ``silent``, ``too_long``), so that data pipelines count and skip bad clips
-(:class:`AudioStats`) instead of crashing. A missing ``ffmpeg`` binary is an environment problem,
+short machine-readable ``reason`` (``missing``, ``unreadable``, ``corrupt``, ``no_audio_stream``,
+``empty``, ``non_finite``, ``out_of_range``, ``silent``, ``too_long``), so that data pipelines count
+and skip bad clips (:class:`AudioStats`) instead of crashing; every OS-level failure to open a
+clip (symlink loop, permission denied, a name too long, ...) is ``unreadable`` (a directory is
+``missing``: there is no clip at that name). A missing ``ffmpeg`` binary is an environment problem,
 not a clip problem: it raises :class:`FFmpegNotFoundError` (a ``RuntimeError``).
 
 Qwen2-Audio's feature extractor silently truncates input at 30 s; clips longer than
 ``AudioConfig.max_seconds`` are cut explicitly here (with an :class:`AudioTruncatedWarning`,
-counted by :class:`AudioStats`) or rejected, per ``AudioConfig.on_too_long``.
+counted by :class:`AudioStats`) or rejected, per ``AudioConfig.on_too_long``. Decoding stops at
+that cap: a 10-minute file costs what its first 30 s cost (soundfile reads only the frames needed,
+ffmpeg gets ``-t``), with a result identical to decoding everything and cutting.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +34,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -58,9 +64,15 @@ class AudioError(Exception):
 
 
 class AudioMissingError(AudioError):
-    """The file does not exist (or is not a regular file)."""
+    """The file does not exist (or the name is a directory)."""
 
     reason = "missing"
+
+
+class AudioUnreadableError(AudioError):
+    """The OS refuses to open the file: symlink loop, permission denied, name too long, ..."""
+
+    reason = "unreadable"
 
 
 class AudioCorruptError(AudioError):
@@ -85,6 +97,12 @@ class AudioNonFiniteError(AudioError):
     """The decoded samples contain NaN or +-inf."""
 
     reason = "non_finite"
+
+
+class AudioOutOfRangeError(AudioError):
+    """A decoded sample's magnitude exceeds ``AudioConfig.max_abs_sample`` (not audio)."""
+
+    reason = "out_of_range"
 
 
 class AudioSilentError(AudioError):
@@ -120,6 +138,10 @@ class AudioConfig:
     on_too_long: str = "truncate"
     #: clips whose RMS is below this are rejected as silent (1e-4 = -80 dBFS; 0 disables)
     silence_rms_threshold: float = 1e-4
+    #: clips with a sample beyond +-this are rejected (out_of_range). Decoded audio is nominally
+    #: in [-1, 1] (integer PCM always is); float files may run hot, so 16 (+24 dBFS) leaves ample
+    #: headroom while catching garbage buffers (values like 1e18 or 3e29 that are finite but no audio)
+    max_abs_sample: float = 16.0
     #: the ffmpeg binary (videos, and files libsndfile cannot decode)
     ffmpeg: str = "ffmpeg"
     #: seconds one ffmpeg decode may take
@@ -136,6 +158,10 @@ class AudioConfig:
         if self.silence_rms_threshold < 0:
             raise ValueError(
                 f"silence_rms_threshold={self.silence_rms_threshold} must be >= 0 (0 disables the check)")
+        if not self.max_abs_sample > 0:
+            raise ValueError(
+                f"max_abs_sample={self.max_abs_sample} must be positive (16.0: float audio is nominally "
+                "within [-1, 1])")
         if self.ffmpeg_timeout_s <= 0:
             raise ValueError(f"ffmpeg_timeout_s={self.ffmpeg_timeout_s} must be positive")
 
@@ -147,7 +173,8 @@ DEFAULT_AUDIO_CONFIG = AudioConfig()
 class LoadedAudio:
     """A validated clip: mono float32 ``samples`` at ``sample_rate``.
 
-    ``original_duration_s`` is the length of the decoded source before any truncation;
+    ``original_duration_s`` is the length of the source before any truncation (from the file's
+    header when decoding stopped at the cap; for ffmpeg-decoded clips over the cap, a lower bound);
     ``truncated`` tells whether ``samples`` were cut to ``AudioConfig.max_seconds``.
     """
 
@@ -238,18 +265,43 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no error message"
 
 
-def _decode_with_ffmpeg(path: Path, config: AudioConfig) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of ``path`` with ffmpeg at its native rate and channels.
+#: seconds ffmpeg decodes past ``max_seconds`` (to tell a clip at the cap from a longer one)
+_FFMPEG_MARGIN_S = 1.0
+
+
+class _Decoded(NamedTuple):
+    """Samples ``(frames, channels)`` float32 at the native ``sample_rate``, at most the length cap.
+
+    ``total_frames`` is the source's length; ``exact`` is False when only a lower bound is known
+    (ffmpeg stopped at the cap plus a margin).
+    """
+
+    data: np.ndarray
+    sample_rate: int
+    total_frames: int
+    exact: bool = True
+
+
+def _cap_frames(config: AudioConfig, sr: int) -> int | None:
+    """Frames at rate ``sr`` that ``config.max_seconds`` keeps (None: no cap)."""
+    return None if config.max_seconds is None else int(round(config.max_seconds * sr))
+
+
+def _decode_with_ffmpeg(path: Path, config: AudioConfig) -> _Decoded:
+    """Decode the first audio stream of ``path`` with ffmpeg at its native rate and channels,
+    stopping ``_FFMPEG_MARGIN_S`` after ``config.max_seconds`` (``-t``).
 
     ffmpeg writes a float WAV to a temporary file (seekable, so its header is exact) that
     soundfile then reads; the resampling itself is left to torchaudio.
     """
     binary = _require_ffmpeg(config, why=f"decode {path.name}")
+    limit_s = None if config.max_seconds is None else config.max_seconds + _FFMPEG_MARGIN_S
     with tempfile.TemporaryDirectory(prefix="audio_thinker_ffmpeg_") as tmp:
         out = Path(tmp) / "decoded.wav"
         cmd = [
             binary, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
             "-i", f"file:{path}", "-map", "0:a:0", "-vn", "-sn", "-dn",
+            *(["-t", f"{limit_s:.6f}"] if limit_s is not None else []),
             "-c:a", "pcm_f32le", "-f", "wav", str(out),
         ]  # fmt: skip
         try:
@@ -269,16 +321,28 @@ def _decode_with_ffmpeg(path: Path, config: AudioConfig) -> tuple[np.ndarray, in
             data, sr = sf.read(str(out), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioCorruptError(path, f"ffmpeg produced unreadable output: {err}") from None
-    return data, int(sr)
+    exact = limit_s is None or len(data) < int(sr * (limit_s - 0.01))
+    return _Decoded(data, int(sr), len(data), exact)
 
 
-def _decode(path: Path, config: AudioConfig) -> tuple[np.ndarray, int]:
-    """Samples ``(frames, channels)`` float32 and the native sample rate of ``path``."""
+def _read_soundfile(path: Path, config: AudioConfig) -> _Decoded:
+    """Read ``path`` with soundfile, only up to the length cap (the header gives the full length)."""
+    with sf.SoundFile(str(path)) as handle:
+        sr, total = int(handle.samplerate), int(handle.frames)
+        cap = _cap_frames(config, sr)
+        wanted = total if cap is None or total <= 0 else min(total, cap)
+        data = handle.read(frames=wanted if total > 0 else -1, dtype="float32", always_2d=True)
+    if len(data) < wanted or total <= 0:  # the header promised more than the file holds
+        total = len(data)
+    return _Decoded(data, sr, total)
+
+
+def _decode(path: Path, config: AudioConfig) -> _Decoded:
+    """The samples of ``path`` up to the length cap, with its native rate and full length."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return _decode_with_ffmpeg(path, config)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
+        return _read_soundfile(path, config)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         sf_error = str(err)
     if find_ffmpeg(config) is None:
@@ -304,20 +368,21 @@ def resample(samples: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray
     return result
 
 
-def _check_length(path: Path, mono: np.ndarray, src_sr: int, config: AudioConfig) -> tuple[np.ndarray, bool]:
+def _check_length(path: Path, mono: np.ndarray, decoded: _Decoded, config: AudioConfig) -> tuple[np.ndarray, bool]:
     """Cut ``mono`` (native rate) to ``max_seconds`` or reject it; returns (samples, truncated)."""
-    duration = len(mono) / src_sr
+    duration = decoded.total_frames / decoded.sample_rate
     if config.max_seconds is None or duration <= config.max_seconds:
         return mono, False
+    length = f"{duration:.2f} s" if decoded.exact else f"over {duration:.2f} s"
     if config.on_too_long == "reject":
         raise AudioTooLongError(
-            path, f"{duration:.2f} s is longer than max_seconds={config.max_seconds:g} (on_too_long='reject')"
+            path, f"{length} is longer than max_seconds={config.max_seconds:g} (on_too_long='reject')"
         )
     warnings.warn(
-        AudioTruncatedWarning(f"{path}: {duration:.2f} s truncated to max_seconds={config.max_seconds:g}"),
+        AudioTruncatedWarning(f"{path}: {length} truncated to max_seconds={config.max_seconds:g}"),
         stacklevel=3,
     )
-    return mono[: int(round(config.max_seconds * src_sr))], True
+    return mono[: _cap_frames(config, decoded.sample_rate)], True
 
 
 def load_audio(
@@ -328,12 +393,12 @@ def load_audio(
 ) -> LoadedAudio:
     """Load ``path`` as validated mono float32 at ``config.sample_rate``.
 
-    Raises one :class:`AudioError` subclass per problem (``missing``, ``corrupt``,
-    ``no_audio_stream``, ``empty``, ``non_finite``, ``too_long`` when rejecting, ``silent``);
-    when ``stats`` is given, the outcome is counted there too.
+    Raises one :class:`AudioError` subclass per problem (``missing``, ``unreadable``, ``corrupt``,
+    ``no_audio_stream``, ``empty``, ``non_finite``, ``out_of_range``, ``too_long`` when rejecting,
+    ``silent``); when ``stats`` is given, the outcome is counted there too.
     """
     try:
-        loaded = _load_checked(Path(path).expanduser().resolve(), config)
+        loaded = _load_checked(_open_checked(path), config)
     except AudioError as err:
         if stats is not None:
             stats.record_error(err)
@@ -343,24 +408,46 @@ def load_audio(
     return loaded
 
 
+def _open_checked(path: str | os.PathLike[str]) -> Path:
+    """The resolved path of a readable regular file; the OS's refusals become :class:`AudioError`."""
+    try:
+        resolved = Path(path).expanduser().resolve()
+        with open(resolved, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise AudioUnreadableError(resolved, "not a regular file")
+    except FileNotFoundError:
+        raise AudioMissingError(path, "no such file (check the path and the media folder)") from None
+    except IsADirectoryError:  # no clip at this name (AudioMissingError, as before)
+        raise AudioMissingError(path, "is a directory, not an audio file") from None
+    except (OSError, RuntimeError) as err:  # RuntimeError: pathlib's symlink loop before Python 3.13
+        if isinstance(err, OSError) and err.errno == errno.ENOTDIR:
+            raise AudioMissingError(path, "no such file (a parent is not a folder)") from None
+        raise AudioUnreadableError(path, f"cannot open it: {err}") from None
+    return resolved
+
+
 def _load_checked(path: Path, config: AudioConfig) -> LoadedAudio:
     """The body of :func:`load_audio` without the counting."""
-    if not path.is_file():
-        raise AudioMissingError(path, "no such file (check the path and the media folder)")
     if path.stat().st_size == 0:
         raise AudioEmptyError(path, "the file is 0 bytes")
-    data, src_sr = _decode(path, config)
+    decoded = _decode(path, config)
+    data, src_sr = decoded.data, decoded.sample_rate
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioEmptyError(path, "decoded to 0 samples")
     if not np.isfinite(data).all():
         bad = int(data.size - np.isfinite(data).sum())
         raise AudioNonFiniteError(path, f"{bad} NaN/inf samples")
+    peak = float(np.max(np.abs(data)))
+    if peak > config.max_abs_sample:
+        raise AudioOutOfRangeError(
+            path, f"peak |sample| {peak:.3g} is beyond max_abs_sample={config.max_abs_sample:g} "
+            "(float audio is nominally within [-1, 1]; this is not audio)"
+        )
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    original_duration = len(mono) / src_sr
-    mono, truncated = _check_length(path, mono, src_sr, config)
+    mono, truncated = _check_length(path, mono, decoded, config)
     samples = resample(mono, orig_sr=src_sr, target_sr=config.sample_rate)
     if config.max_seconds is not None:
-        samples = samples[: int(round(config.max_seconds * config.sample_rate))]
+        samples = samples[: _cap_frames(config, config.sample_rate)]
     if len(samples) == 0:
         raise AudioEmptyError(path, "fewer than one sample after resampling")
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
@@ -372,7 +459,7 @@ def _load_checked(path: Path, config: AudioConfig) -> LoadedAudio:
         path=str(path),
         samples=np.ascontiguousarray(samples, dtype=np.float32),
         sample_rate=config.sample_rate,
-        original_duration_s=original_duration,
+        original_duration_s=decoded.total_frames / src_sr,
         original_sample_rate=src_sr,
         original_channels=int(data.shape[1]),
         truncated=truncated,
