@@ -326,3 +326,21 @@ def test_config_validation():
         AVQAConfig(prompt_mode="shout")
     with pytest.raises(ValueError, match="min_duration_s"):
         AVQAConfig(min_duration_s=-1)
+
+
+def test_a_symlink_loop_or_a_directory_is_counted_and_the_rest_is_written(tmp_path):
+    """OS-level failures to open a clip drop that clip's rows (counted by reason), never the run."""
+    media = tmp_path / "media"
+    media.mkdir()
+    t = np.arange(2 * 16000) / 16000
+    sf.write(media / "good.wav", 0.4 * np.sin(2 * np.pi * 440 * t), 16000)
+    (media / "loop.wav").symlink_to(media / "loop.wav")
+    (media / "folder.wav").mkdir()  # a directory where a clip should be
+    ann = tmp_path / "train_qa.json"
+    ann.write_text(json.dumps([_ann(1, "good"), _ann(2, "loop"), _ann(3, "folder"), _ann(4, "good")]))
+    summary = convert_avqa(annotations=ann, media_dir=media, out_dir=tmp_path / "out", progress=False)
+    assert summary["kept"] == 2
+    assert summary["dropped"] == {"audio:missing": 1, "audio:unreadable": 1}
+    assert summary["clips"]["errors"] == {"missing": 1, "unreadable": 1}
+    rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    assert [row["extra_info"]["avqa_id"] for row in rows] == [1, 4]
