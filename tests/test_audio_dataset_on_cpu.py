@@ -93,3 +93,37 @@ def test_a_text_only_model_is_refused_with_a_fix(setup):
     root, tokenizer, _ = setup
     with pytest.raises(ValueError, match="needs the model's audio processor"):
         make_dataset(root / "data" / "train.parquet", tokenizer, None)
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "think", "direct"])
+def test_malformed_rows_are_dropped_when_the_data_set_opens_in_every_prompt_mode(setup, mode):
+    """A row without a question (or with one choice) is counted and skipped once, whatever the
+    prompt mode, instead of crashing at the step that reads it."""
+    root, tokenizer, processor = setup
+    rows = pd.read_parquet(root / "data" / "train.parquet")
+    rows.at[3, "extra_info"] = {**rows.at[3, "extra_info"], "question": None}
+    rows.at[5, "extra_info"] = {**rows.at[5, "extra_info"], "question": "   "}
+    rows.at[6, "extra_info"] = {**rows.at[6, "extra_info"], "choices": np.array([rows.at[6, "extra_info"]["answer"]])}
+    path = root / f"malformed_{mode}.parquet"
+    rows.to_parquet(path)
+    dataset = make_dataset(path, tokenizer, processor, prompt_mode=mode)
+    assert len(dataset) == 9
+    assert dataset.skipped == {"missing_field": 1, "bad_question": 2}
+    indices = [dataset[i]["extra_info"]["index"] for i in range(len(dataset))]
+    assert indices == [0, 1, 2, 4, 7, 8, 9, 10, 11]
+
+
+def test_a_bad_clip_is_counted_once_not_once_per_retry(setup):
+    root, tokenizer, processor = setup
+    rows = pd.read_parquet(root / "data" / "train.parquet")
+    corrupt = root / "corrupt_twice.wav"
+    corrupt.write_bytes(b"RIFF not really a wav")
+    for i in (1, 2):
+        rows.at[i, "audios"] = [str(corrupt)]
+    path = root / "bad_twice.parquet"
+    rows.to_parquet(path)
+    dataset = make_dataset(path, tokenizer, processor)
+    assert [dataset[i]["extra_info"]["index"] for i in (1, 2, 1, 0)] == [3, 3, 3, 0]
+    # two distinct bad rows: each counted once, however often the retries met them
+    assert dataset.audio_stats.as_dict()["errors"] == {"corrupt": 2}
+    assert sorted(dataset._skipper.bad) == [1, 2]

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from audio_thinker.data.rows import validate_row
+from audio_thinker.data.rows import QAExample, make_row, validate_row
 from audio_thinker.data.synthetic import DATA_SOURCE, generate_dataset, is_generated
 from audio_thinker.data.synthetic_tasks import (
     TASK_NAMES,
@@ -378,3 +378,46 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
                                env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert onto_file.returncode == 2 and "existing file, not a folder" in onto_file.stderr, onto_file.stderr
     assert "Traceback" not in onto_file.stderr and (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_validate_row_names_every_problem_and_never_crashes() -> None:
+    """One validation for every prompt mode: a row it passes rebuilds in each mode; anything
+    malformed is a RowError (a ValueError) with a counter reason, never KeyError/TypeError."""
+    import copy
+
+    from audio_thinker.data.rows import ROW_ERRORS, RowError, with_prompt_mode
+    from audio_thinker.prompts import PromptMode
+
+    example = QAExample(audio_path="/a.wav", question="Which is higher?", choices=("first", "second"),
+                        answer="second")
+    good = make_row(example, data_source=DATA_SOURCE, index=0, split="train")
+    for mode in PromptMode:
+        validate_row(with_prompt_mode(good, mode))
+
+    def broken(edit) -> dict:
+        row = copy.deepcopy(good)
+        edit(row)
+        return row
+
+    cases = {
+        "not_a_row": ["not a row"],
+        "missing_columns": [broken(lambda r: r.pop("prompt"))],
+        "bad_prompt": [broken(lambda r: r.update(prompt=["<audio>text"])), broken(lambda r: r.update(prompt=[]))],
+        "audio_mismatch": [broken(lambda r: r.update(audios=None)), broken(lambda r: r.update(audios=[]))],
+        "bad_extra_info": [broken(lambda r: r.update(extra_info=None))],
+        "missing_field": [broken(lambda r: r["extra_info"].pop("question")),
+                          broken(lambda r: r["extra_info"].update(question=None))],
+        "bad_question": [broken(lambda r: r["extra_info"].update(question="  ")),
+                         broken(lambda r: r["extra_info"].update(question=7)),
+                         broken(lambda r: r["extra_info"].update(choices=["second"])),
+                         broken(lambda r: r["extra_info"].update(choices="second"))],
+        "ground_truth_mismatch": [broken(lambda r: r["reward_model"].update(ground_truth="first"))],
+        "answer_not_in_choices": [broken(lambda r: (r["extra_info"].update(answer="third"),
+                                                    r["reward_model"].update(ground_truth="third")))],
+    }
+    assert set(cases) == set(ROW_ERRORS)
+    for reason, rows in cases.items():
+        for row in rows:
+            with pytest.raises(RowError) as info:
+                validate_row(row)
+            assert isinstance(info.value, ValueError) and info.value.reason == reason, (reason, row)

@@ -23,12 +23,17 @@ The prompt text is built from a named template (:mod:`audio_thinker.prompts`), s
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from audio_thinker.prompts import PROMPT_VERSION, PromptMode, build_user_prompt, parse_mode
+from audio_thinker.data.audio import AudioError, AudioStats
+from audio_thinker.prompts import PROMPT_VERSION, PromptMode, build_user_prompt, format_question, parse_mode
+
+logger = logging.getLogger(__name__)
 
 AUDIO_PLACEHOLDER = "<audio>"
 ABILITY = "audio_qa"
@@ -142,28 +147,137 @@ def with_prompt_mode(row: dict[str, Any], mode: str | PromptMode) -> dict[str, A
     }
 
 
-def validate_row(row: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first problem if ``row`` does not follow the schema."""
+class RowError(ValueError):
+    """A row that does not follow the schema; ``reason`` is a short counter key (:data:`ROW_ERRORS`)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+#: the ``RowError.reason`` values, in the order :func:`validate_row` checks them
+ROW_ERRORS = (
+    "not_a_row", "missing_columns", "bad_prompt", "audio_mismatch", "bad_extra_info", "missing_field",
+    "bad_question", "ground_truth_mismatch", "answer_not_in_choices",
+)
+
+
+def _sequence(value: Any) -> list[Any] | None:
+    """``value`` as a list when it is a list, tuple or array (parquet readers differ), else None."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        listed = value.tolist()
+        return listed if isinstance(listed, list) else None
+    return None
+
+
+def validate_row(row: Any) -> None:
+    """Raise :class:`RowError` (a ``ValueError``) naming the first problem if ``row`` does not follow
+    the schema; never another exception, whatever ``row`` holds.
+
+    Valid means usable in every prompt mode: the question and choices rebuild the prompt of any
+    mode (:func:`~audio_thinker.prompts.format_question`), so a data set validated once never
+    fails on a row later, whichever mode it trains with.
+
+    >>> try:
+    ...     validate_row({"data_source": "x"})
+    ... except RowError as err:
+    ...     print(err.reason)
+    missing_columns
+    """
+    if not isinstance(row, dict):
+        raise RowError("not_a_row", f"a row must be a mapping of columns, got {type(row).__name__}")
     missing = [c for c in ROW_COLUMNS if c not in row]
     if missing:
-        raise ValueError(f"row is missing columns {missing}; expected {list(ROW_COLUMNS)}")
-    prompt = row["prompt"]
-    if not isinstance(prompt, (list, tuple)) or not prompt:
-        raise ValueError("prompt must be a non-empty list of chat messages")
+        raise RowError("missing_columns", f"row is missing columns {missing}; expected {list(ROW_COLUMNS)}")
+    prompt = _sequence(row["prompt"])
+    if not prompt or not all(isinstance(m, dict) for m in prompt):
+        raise RowError("bad_prompt", "prompt must be a non-empty list of chat messages")
     n_placeholders = sum(str(m.get("content", "")).count(AUDIO_PLACEHOLDER) for m in prompt)
-    audios = list(row["audios"])
-    if n_placeholders != len(audios):
-        raise ValueError(
-            f"{n_placeholders} {AUDIO_PLACEHOLDER} placeholders but {len(audios)} audios"
+    audios = _sequence(row["audios"])
+    if audios is None or n_placeholders != len(audios):
+        raise RowError(
+            "audio_mismatch",
+            f"{n_placeholders} {AUDIO_PLACEHOLDER} placeholders but {len(audios or [])} audios",
         )
-    info = row["extra_info"]
+    info, reward = row["extra_info"], row["reward_model"]
+    if not isinstance(info, dict) or not isinstance(reward, dict):
+        raise RowError("bad_extra_info", "extra_info and reward_model must be mappings")
     for key in ("question", "choices", "answer", "audio_path", "prompt_mode"):
-        if key not in info:
-            raise ValueError(f"extra_info is missing {key!r}")
-    if row["reward_model"].get("ground_truth") != info["answer"]:
-        raise ValueError("reward_model.ground_truth differs from extra_info.answer")
-    if info["answer"] not in list(info["choices"]):
-        raise ValueError(f"answer {info['answer']!r} not among choices {list(info['choices'])!r}")
+        if info.get(key) is None:
+            raise RowError("missing_field", f"extra_info is missing {key!r}")
+    question, choices = info["question"], _sequence(info["choices"])
+    try:
+        if not isinstance(question, str) or choices is None:
+            raise ValueError(f"question must be text and choices a list, got {question!r}, {info['choices']!r}")
+        format_question(question, [str(c) for c in choices])
+    except ValueError as err:
+        raise RowError("bad_question", f"extra_info question/choices cannot make a prompt: {err}") from None
+    if reward.get("ground_truth") != info["answer"]:
+        raise RowError("ground_truth_mismatch", "reward_model.ground_truth differs from extra_info.answer")
+    if info["answer"] not in choices:
+        raise RowError("answer_not_in_choices", f"answer {info['answer']!r} not among choices {choices!r}")
+
+
+#: consecutive rows with unreadable audio a data set skips before it declares itself broken
+MAX_CONSECUTIVE_FAILURES = 64
+
+_Row = TypeVar("_Row")
+
+
+class BadClipSkipper:
+    """Reads row ``item`` of a data set, or the next row whose audio decodes (training never dies on
+    one clip); shared by the GRPO and SFT data sets.
+
+    A row whose clip fails is remembered: its error is counted once in ``stats`` and logged once
+    (to ``log``), and later reads skip it without decoding it again, so ``stats`` counts distinct
+    bad clips, not retries. ``MAX_CONSECUTIVE_FAILURES`` bad rows in a row (or every row) is a ``RuntimeError``.
+    Each DataLoader worker process holds its own copy (and counts).
+
+    >>> from audio_thinker.data.audio import AudioCorruptError
+    >>> skipper = BadClipSkipper(AudioStats(), log=logging.Logger("quiet", level=logging.ERROR))
+    >>> def read(i):
+    ...     if i == 1:
+    ...         raise AudioCorruptError(f"{i}.wav", "garbage")
+    ...     return i
+    >>> [skipper.read(i, 3, read) for i in (0, 1, 1, 2)], skipper.stats.as_dict()["errors"]
+    ([0, 2, 2, 2], {'corrupt': 1})
+    """
+
+    def __init__(self, stats: AudioStats, *, log: logging.Logger | None = None) -> None:
+        self.stats = stats
+        self.log = log or logger
+        #: row index -> the error that made it unusable
+        self.bad: dict[int, AudioError] = {}
+        self._lock = threading.Lock()
+
+    def _remember(self, index: int, error: AudioError) -> None:
+        with self._lock:
+            if index in self.bad:
+                return
+            self.bad[index] = error
+            count = len(self.bad)
+        self.stats.record_error(error)
+        self.log.warning("skipping row %d: %s (using the next row instead, now and later; %d bad rows so far; %s)",
+                         index, error, count, self.stats.summary())
+
+    def read(self, item: int, size: int, read_row: Callable[[int], _Row]) -> _Row:
+        """``read_row(item)``, or of the next usable row (wrapping) when its audio fails."""
+        index, failures = item, 0
+        while True:
+            if index not in self.bad:
+                try:
+                    return read_row(index)
+                except AudioError as error:
+                    self._remember(index, error)
+            failures += 1
+            if failures >= min(MAX_CONSECUTIVE_FAILURES, size):
+                raise RuntimeError(
+                    f"{failures} consecutive rows from {item} have unreadable audio (last: {self.bad[index]}); "
+                    f"audio errors so far: {self.stats.as_dict()}"
+                )
+            index = (index + 1) % size
 
 
 def to_plain(value: Any) -> Any:

@@ -11,30 +11,30 @@ the rollout). This subclass, selected with::
 * decodes every clip with :func:`audio_thinker.data.audio.load_audio` to 16 kHz mono float32
   (``data.audio``, interpolated from ``audio_thinker.audio``), so the processor (features for
   the actor's forward) and the rollout engine receive the same samples;
-* drops rows whose audio file is missing when the data set is opened, and replaces a row whose
-  clip fails to decode at read time by the next readable row. Both are counted by reason in
-  :attr:`AudioQADataset.audio_stats` and logged; training never dies on one clip, and a data set
-  where nothing can be read fails with a clear error.
+* validates every row once, when the data set is opened, with
+  :func:`audio_thinker.data.rows.validate_row` (the same check whatever the prompt mode: a row
+  that passes rebuilds in every mode), and drops malformed rows and rows whose audio file is
+  missing, counted by reason in :attr:`AudioQADataset.skipped` and logged in one warning;
+* replaces a row whose clip fails to decode at read time by the next readable row
+  (:class:`audio_thinker.data.rows.BadClipSkipper`): a bad clip is counted once in
+  :attr:`AudioQADataset.audio_stats` and never decoded again. Training never dies on one row
+  or clip, and a data set where nothing can be used fails with a clear error when it opens.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from typing import Any
 
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
-from audio_thinker.data.rows import build_prompt_messages
+from audio_thinker.data.audio import AudioConfig, AudioStats, load_audio
+from audio_thinker.data.rows import BadClipSkipper, RowError, build_prompt_messages, to_plain, validate_row
 from audio_thinker.prompts import parse_mode
-from audio_thinker.data.rows import to_plain
 
 logger = logging.getLogger(__name__)
-
-#: consecutive unreadable rows tolerated before the data set is declared broken
-MAX_CONSECUTIVE_FAILURES = 64
-
 
 
 class AudioQADataset(RLHFDataset):
@@ -45,6 +45,9 @@ class AudioQADataset(RLHFDataset):
         self.prompt_mode = parse_mode(mode) if mode is not None else None
         self.audio_config = AudioConfig(**(to_plain(config.get("audio", None)) or {}))
         self.audio_stats = AudioStats()
+        #: rows dropped when the data set was opened, by reason (a RowError reason or missing_audio)
+        self.skipped: Counter[str] = Counter()
+        self._skipper = BadClipSkipper(self.audio_stats, log=logger)
         if processor is None:
             raise ValueError(
                 "AudioQADataset needs the model's audio processor, got None: check that "
@@ -57,24 +60,35 @@ class AudioQADataset(RLHFDataset):
 
     def _read_files_and_tokenize(self) -> None:
         super()._read_files_and_tokenize()
-        audio_key = self.audio_key
+        self.dataframe = self._drop_unusable_rows(self.dataframe)
 
-        def has_audio(row: dict) -> bool:
-            return all(os.path.exists(str(path)) for path in (row.get(audio_key) or []))
-
-        before = len(self.dataframe)
-        self.dataframe = self.dataframe.filter(has_audio, desc="checking audio files")
-        missing = before - len(self.dataframe)
-        for _ in range(missing):
-            self.audio_stats.record_error("missing")
-        if missing:
-            logger.warning("dropped %d of %d rows whose audio file is missing (%s)", missing, before, self.data_files)
-        if len(self.dataframe) == 0:
+    def _drop_unusable_rows(self, dataframe):
+        """``dataframe`` without malformed rows and rows whose audio file is missing (counted)."""
+        keep: list[int] = []
+        examples: dict[str, str] = {}
+        for position, row in enumerate(dataframe):
+            try:
+                validate_row(row)
+                absent = [p for p in row.get(self.audio_key) or [] if not os.path.exists(str(p))]
+                if absent:
+                    self.audio_stats.record_error("missing")
+                    raise RowError("missing_audio", f"audio file {absent[0]} does not exist")
+            except RowError as error:
+                self.skipped[error.reason] += 1
+                examples.setdefault(error.reason, f"row {position}: {error}")
+                continue
+            keep.append(position)
+        if self.skipped:
+            details = "; ".join(f"{n} {reason} (e.g. {examples[reason]})" for reason, n in sorted(self.skipped.items()))
+            logger.warning("dropped %d of %d rows of %s: %s", len(dataframe) - len(keep), len(dataframe),
+                           self.data_files, details)
+        if not keep:
             raise ValueError(
-                f"no row of {self.data_files} has readable audio ({missing} missing files): "
-                "check the paths in the `audios` column (they are absolute; regenerate or rewrite "
-                "them after moving the data)"
+                f"no row of {self.data_files} has readable audio and follows the row schema (dropped: "
+                f"{dict(self.skipped)}): check the paths in the `audios` column (they are absolute; regenerate "
+                "or rewrite them after moving the data) and the schema in audio_thinker.data.rows"
             )
+        return dataframe.select(keep) if len(keep) < len(dataframe) else dataframe
 
     # -- reading one row -----------------------------------------------------------------------
 
@@ -89,21 +103,9 @@ class AudioQADataset(RLHFDataset):
         return super()._build_messages(example, key)
 
     def _decode(self, path: Any) -> Any:
-        loaded = load_audio(str(path), config=self.audio_config, stats=self.audio_stats)
+        loaded = load_audio(str(path), config=self.audio_config)  # errors: counted by the skipper
+        self.audio_stats.record_ok(truncated=loaded.truncated)
         return loaded.samples
 
     def __getitem__(self, item: int) -> dict:
-        failures = 0
-        index = item
-        while True:
-            try:
-                return super().__getitem__(index)
-            except AudioError as error:
-                failures += 1
-                logger.warning("skipping row %d: %s (using the next row instead)", index, error)
-                if failures >= min(MAX_CONSECUTIVE_FAILURES, len(self)):
-                    raise RuntimeError(
-                        f"{failures} consecutive rows from {index - failures + 1} have unreadable audio "
-                        f"(last: {error}); audio errors so far: {self.audio_stats.as_dict()}"
-                    ) from error
-                index = (index + 1) % len(self)
+        return self._skipper.read(item, len(self), super().__getitem__)

@@ -40,7 +40,8 @@ reported in one warning when the data set is opened: ``missing_rationale`` (a Co
 a rationale), ``bad_rationale`` (a rationale holding ``<think>``/``<answer>`` tags of its own),
 ``missing_audio`` (an audio file that does not exist), ``bad_answer`` (the gold answer is not
 among the choices), ``bad_row`` (no question). A clip that fails to decode at read time is
-replaced by the next readable row (counted in :attr:`audio_stats`), as in the GRPO data set. A
+replaced by the next readable row (:class:`audio_thinker.data.rows.BadClipSkipper`, as in the GRPO
+data set: counted once in :attr:`audio_stats`, never decoded again). A
 data set with no usable row fails with an error naming the counts.
 """
 
@@ -58,11 +59,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, load_audio
-from audio_thinker.data.rows import build_prompt_messages, inline_audio
+from audio_thinker.data.audio import AudioConfig, AudioStats, load_audio
+from audio_thinker.data.rows import BadClipSkipper, build_prompt_messages, inline_audio, to_plain
 from audio_thinker.prompts import PromptMode, parse_mode
 from audio_thinker.rewards.parsing import TAGS, ResponseMode, parse_response
-from audio_thinker.data.rows import to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,6 @@ SFT_TARGETS = ("answer", "cot")
 DEFAULT_PROMPT_MODE = {"answer": PromptMode.DIRECT, "cot": PromptMode.THINK}
 #: ``extra_info`` key of the CoT rationale (the think text, without tags)
 DEFAULT_RATIONALE_KEY = "rationale"
-#: consecutive unreadable clips tolerated at read time before the data set is declared broken
-MAX_CONSECUTIVE_FAILURES = 64
 #: processor outputs that are not model inputs (verl drops them too)
 _NOT_MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
@@ -179,6 +177,7 @@ class AudioSFTDataset(Dataset):
         self.files = [str(f) for f in files]
         self.max_samples = int(max_samples)
         self.audio_stats = AudioStats()
+        self._skipper = BadClipSkipper(self.audio_stats, log=logger)
         #: rows left out when the data set was opened, by reason
         self.skipped: Counter[str] = Counter()
         self.rows = self._read_rows()
@@ -309,23 +308,13 @@ class AudioSFTDataset(Dataset):
         }
 
     def _decode(self, path: str) -> Any:
-        return load_audio(path, config=self.audio_config, stats=self.audio_stats).samples
+        loaded = load_audio(path, config=self.audio_config)  # errors: counted by the skipper
+        self.audio_stats.record_ok(truncated=loaded.truncated)
+        return loaded.samples
+
+    def _read(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        return self.encode(row, [self._decode(path) for path in row[self.audio_key]])
 
     def __getitem__(self, item: int) -> dict[str, Any]:
-        failures = 0
-        index = item
-        while True:
-            row = self.rows[index]
-            try:
-                clips = [self._decode(path) for path in row[self.audio_key]]
-            except AudioError as error:
-                failures += 1
-                logger.warning("skipping row %d: %s (using the next row instead)", index, error)
-                if failures >= min(MAX_CONSECUTIVE_FAILURES, len(self)):
-                    raise RuntimeError(
-                        f"{failures} consecutive rows from {item} have unreadable audio (last: {error}); "
-                        f"audio errors so far: {self.audio_stats.as_dict()}"
-                    ) from error
-                index = (index + 1) % len(self)
-                continue
-            return self.encode(row, clips)
+        return self._skipper.read(item, len(self), self._read)
