@@ -356,3 +356,26 @@ def test_python_dash_m_runs_the_cli():
     flags = ("--rows", "--out", "--caption-model", "--text-model", "--backend", "--stage", "--no-progress")
     for flag in flags:
         assert flag in out.stdout
+
+
+def test_a_bad_input_row_is_skipped_and_counted_not_the_whole_file(tmp_path, scripted_rows, capsys):
+    rows = pq.read_table(scripted_rows).to_pylist()
+    no_question = json.loads(json.dumps(rows[0]))
+    no_question["extra_info"].update(index=200, question=None)
+    not_a_choice = json.loads(json.dumps(rows[0]))
+    not_a_choice["extra_info"].update(index=201, answer="nothing like it")
+    not_a_choice["reward_model"]["ground_truth"] = "nothing like it"
+    path = tmp_path / "mixed.parquet"
+    pd.DataFrame([no_question, *rows, not_a_choice]).to_parquet(path, index=False)
+    out = tmp_path / "cot"
+    captioner = FakeCaptioner()
+    summary = generate_cot(_config(path), out, progress=False, make_captioner=lambda: captioner,
+                           make_text_generator=lambda: FakeTextLLM({}))
+    _check_counts(summary, 9)  # the valid rows, as without the bad ones
+    assert summary["rows_in_file"] == 11 and summary["kept"] == 7
+    assert summary["invalid_rows"] == {"answer_not_in_choices": 1, "missing_field": 1}
+    assert "row 0:" in summary["invalid_examples"]["missing_field"]
+    assert "row 10:" in summary["invalid_examples"]["answer_not_in_choices"]
+    assert 200 not in sum(captioner.calls, []) and 201 not in sum(captioner.calls, [])
+    assert len(pq.read_table(out / "cot.parquet")) == 7
+    assert "skipped 2 invalid input rows" in cot_filter.format_summary_line(summary)

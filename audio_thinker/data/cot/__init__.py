@@ -22,6 +22,10 @@
    exactly one reason: ``audio_error`` (clip missing or undecodable), ``generation_error``
    (caption or rationale), ``empty_caption``, ``malformed``, ``answer_mismatch``.
 
+An input row that does not follow the row schema (:func:`audio_thinker.data.rows.validate_row`)
+is skipped before the stages and counted by reason in the summary (``invalid_rows``, with the
+first such row per reason in ``invalid_examples``); only a file with no valid row is refused.
+
 Output folder::
 
     OUT/config.json       the settings that decide the content (models, token limits, decoding,

@@ -190,7 +190,7 @@ def summarize(outcomes: Sequence[RowOutcome], *, tasks: Sequence[str] = ()) -> d
 
 
 def format_summary_line(summary: Mapping[str, Any]) -> str:
-    """One line: kept of rows, the non-zero drops, pending, seconds.
+    """One line: kept of rows, the non-zero drops, pending, invalid input rows skipped, seconds.
 
     >>> format_summary_line({"rows": 3, "kept": 1, "dropped": {"malformed": 2, "audio_error": 0},
     ...                      "pending": 0, "timing": {"total_s": 1.5}, "out": "/o"})
@@ -198,5 +198,8 @@ def format_summary_line(summary: Mapping[str, Any]) -> str:
     """
     drops = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
     pending = f"; pending {summary['pending']}" if summary.get("pending") else ""
-    return (f"cot: kept {summary['kept']} of {summary['rows']} rows; dropped {drops}{pending}; "
+    invalid = summary.get("invalid_rows") or {}
+    skipped = (f"; skipped {sum(invalid.values())} invalid input rows "
+               f"({', '.join(f'{k} {v}' for k, v in invalid.items())})") if invalid else ""
+    return (f"cot: kept {summary['kept']} of {summary['rows']} rows; dropped {drops}{pending}{skipped}; "
             f"{summary['timing']['total_s']} s -> {summary['out']}")

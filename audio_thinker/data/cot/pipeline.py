@@ -30,6 +30,7 @@ from audio_thinker.data.cot.filter import (
     summarize,
 )
 from audio_thinker.data.cot.settings import FORMAT_VERSION, CotConfig, RunOptions, digest
+from audio_thinker.data.rows import RowError
 from audio_thinker.inference.backend import choose_backend, release, resolve_device_and_dtype
 from audio_thinker.inference.batching import batches
 from audio_thinker.inference.outputs import Generated, PromptInput
@@ -245,7 +246,7 @@ def generate_cot(
     import pyarrow.parquet as pq
 
     rows_path = Path(config.rows)
-    all_rows = store.read_rows(rows_path)
+    all_rows, invalid = store.read_rows(rows_path)
     input_schema = pq.read_schema(rows_path)
     rows = all_rows[:limit] if limit is not None else all_rows
     keys = [row_key(row) for row in rows]
@@ -278,7 +279,8 @@ def generate_cot(
         files["rows"] = store.ROWS_NAME
     summary.update({
         "format_version": FORMAT_VERSION,
-        "rows_in_file": len(all_rows),
+        "rows_in_file": len(all_rows) + len(invalid),
+        **_invalid_counts(invalid),
         "limit": limit,
         "models": {"caption_model": config.caption_model, "text_model": config.text_model},
         "config": config.record(),
@@ -307,6 +309,15 @@ def generate_cot(
     summary_text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     store.atomic_write(out / store.SUMMARY_NAME, summary_text.encode())
     return summary
+
+
+def _invalid_counts(invalid: Sequence[tuple[int, RowError]]) -> dict[str, Any]:
+    """``invalid_rows`` (count per reason) and ``invalid_examples`` (the first row per reason)."""
+    counts = Counter(err.reason for _, err in invalid)
+    examples: dict[str, str] = {}
+    for position, err in invalid:
+        examples.setdefault(err.reason, f"row {position}: {err}")
+    return {"invalid_rows": dict(sorted(counts.items())), "invalid_examples": dict(sorted(examples.items()))}
 
 
 def _backend_used(run: RunOptions, *infos: Mapping[str, Any], custom: bool) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from audio_thinker.data.cot.filter import COT_KEYS
 from audio_thinker.data.cot.settings import CotConfigError, config_diff
-from audio_thinker.data.rows import validate_row
+from audio_thinker.data.rows import RowError, validate_row
 
 CONFIG_NAME = "config.json"
 CAPTIONS_NAME = "captions.jsonl"
@@ -44,8 +44,10 @@ def latest_records(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a training parquet as plain Python objects, each checked against the schema."""
+def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, RowError]]]:
+    """The rows of a training parquet as plain Python objects, and the rows skipped as
+    ``(position, RowError)``: a row that fails :func:`~audio_thinker.data.rows.validate_row` is
+    left out and reported, never the whole file. A file where no row is valid is a ``ValueError``."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -54,13 +56,18 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
             f"rows file {path} not found: make training rows with python -m audio_thinker.data.avqa "
             "or python -m audio_thinker.data.synthetic"
         )
-    rows = pq.read_table(path).to_pylist()
-    for position, row in enumerate(rows):
+    rows, skipped = [], []
+    for position, row in enumerate(pq.read_table(path).to_pylist()):
         try:
             validate_row(row)
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}: row {position} is not a training row: {err}") from None
-    return rows
+        except RowError as err:
+            skipped.append((position, err))
+            continue
+        rows.append(row)
+    if skipped and not rows:
+        position, err = skipped[0]
+        raise ValueError(f"{path}: no row is a training row (row {position} is not a training row: {err})")
+    return rows, skipped
 
 
 def repair_jsonl(path: Path) -> None:
