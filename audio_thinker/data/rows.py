@@ -19,6 +19,11 @@ column                        meaning
 The prompt text is built from a named template (:mod:`audio_thinker.prompts`), so one config key
 (``prompt_mode``) switches between adaptive-think, think and direct-answer data, and
 :func:`with_prompt_mode` rewrites existing rows without touching anything else.
+
+:func:`validate_row` is the one check of a row (the same for every prompt mode), raising
+:class:`RowError` with a counter ``reason``; readers validate once when they open a file and skip
+malformed rows. :class:`BadClipSkipper` is how the training data sets replace a row whose clip
+fails at read time, counting each bad clip once.
 """
 
 from __future__ import annotations
