@@ -188,10 +188,8 @@ def build_rm_scores(row_rewards: Sequence[float], response_lengths: Sequence[int
     return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
 
 
-def masked_row_uids(uids: Sequence[Any], masked_rows: Sequence[bool]) -> list[str] | None:
-    """Each row's GRPO uid with the masked rows moved to one fresh uid; None when no row is masked."""
-    if not any(masked_rows):
-        return None
+def masked_row_uids(uids: Sequence[Any], masked_rows: Sequence[bool]) -> list[str]:
+    """Each row's GRPO uid, the masked rows' replaced by one fresh uid no prompt has."""
     masked_uid = f"{MASKED_UID_PREFIX}{uuid.uuid4().hex}"
     return [masked_uid if masked else str(uid) for uid, masked in zip(uids, masked_rows, strict=True)]
 
