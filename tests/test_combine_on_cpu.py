@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audio_thinker.config import ConfigError, load_config
@@ -263,10 +263,13 @@ def test_the_removed_fallback_key_says_what_replaced_it():
 
 response_strategy = st.sampled_from(RESPONSES + ["<think>x</think><answer>low</answer>", "<answer>high</answer><|im_end|>"])
 QUALITIES = [i / 10 for i in range(11)]
+#: no per-example deadline: the examples take milliseconds, but a loaded machine can stall one
+NO_DEADLINE = settings(deadline=None)
 consistency_strategy = st.one_of(st.none(), st.just(UNPARSEABLE), st.sampled_from([0, 1]))
 quality_strategy = st.one_of(st.none(), st.just(UNPARSEABLE), st.sampled_from(QUALITIES))
 
 
+@NO_DEADLINE
 @given(
     st.lists(st.tuples(response_strategy, consistency_strategy, quality_strategy), min_size=1, max_size=24),
     st.integers(min_value=0, max_value=30),
@@ -278,6 +281,7 @@ def test_matches_reference_on_random_batches(rows, step):
     np.testing.assert_allclose(out.overall, reference(parsed, correct, consistency, quality, step, 20), atol=1e-12)
 
 
+@NO_DEADLINE
 @given(st.lists(response_strategy, min_size=1, max_size=16), st.integers(min_value=0, max_value=30))
 def test_batch_order_does_not_change_per_response_rewards(responses, step):
     """Layout invariance: permuting the batch permutes the rewards and nothing else."""
@@ -296,6 +300,7 @@ def test_batch_order_does_not_change_per_response_rewards(responses, step):
 THINK_STRATEGY = st.sampled_from(["<think>it rises</think><answer>high</answer>", "<think>x</think><answer>low</answer>"])
 
 
+@NO_DEADLINE
 @given(
     st.lists(st.tuples(response_strategy, consistency_strategy, quality_strategy), min_size=0, max_size=16),
     THINK_STRATEGY,
