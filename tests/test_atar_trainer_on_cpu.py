@@ -326,9 +326,13 @@ def test_a_step_never_crashes_when_every_judgement_fails(transfer_queue):
 @pytest.mark.parametrize("mode", ["accuracy", "atar", "atar_cr"])
 def test_every_reward_mode_without_judge(transfer_queue, mode):
     batch, texts, _ = write_step(pad_to=1)
-    _, rm, _, _ = run_step(make_trainer(mode=mode), batch)
-    want = expected_rewards(texts, mode=mode).overall.astype(np.float32)
-    np.testing.assert_array_equal(rm.sum(dim=1).numpy(), want)
+    metrics, rm, _, _ = run_step(make_trainer(mode=mode), batch)
+    want = expected_rewards(texts, mode=mode)
+    # a judge mode without any judge verdict: every THINK response is masked (no reward written)
+    think = [score_response(t, gold="high", choices=CHOICES).parsed.mode.value == "think" for t in texts]
+    assert want.masked.tolist() == (think if mode == "atar_cr" else [False] * len(texts))
+    assert metrics["audio_thinker/masked_responses"] == want.masked.sum()
+    np.testing.assert_array_equal(rm.sum(dim=1).numpy(), np.where(want.masked, 0.0, want.overall).astype(np.float32))
 
 
 def test_step_metrics_are_present(transfer_queue):
