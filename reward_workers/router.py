@@ -28,8 +28,9 @@ Why it is built this way
   continuation arrived but holds no allowed verdict (the reward counts it as the worst verdict) and
   ``None`` for one with no continuation after the retries (timeout, dead worker, backend error,
   router closed or an internal error: the reward masks that response out of the step's loss).
-  Only a continuation's *content* can make a judgement unparseable; only the infrastructure can
-  make it unavailable (:func:`audio_thinker.rewards.combine.compute_rewards`).
+  The line is whether a continuation arrived, not why it did not: a backend error the prompt itself
+  causes (an endpoint rejecting a too-long prompt) is unavailable too
+  (:func:`audio_thinker.rewards.combine.compute_rewards`).
 * **Only the continuation is parsed.** Prompts come from :mod:`audio_thinker.rewards.judge_prompts`
   (untrusted text fenced), verdicts from :mod:`audio_thinker.rewards.judge_parsing` applied to the
   worker's continuation only: think text that imitates the template cannot become a verdict.
