@@ -7,8 +7,8 @@ verdict / think responses), ``requests`` (judgements asked for), ``unique_reques
 returned without a verdict: ``unparseable`` + ``unavailable``), ``unparseable`` (a continuation
 arrived but holds no allowed verdict; returned as ``JudgeFailure.UNPARSEABLE``), ``unavailable``
 (no continuation after the retries, or an internal error; returned as ``None``), ``call_failures``
-(unique requests that failed every attempt), ``retries``, ``timeouts``, ``worker_errors`` (backend errors), ``worker_deaths``,
-``worker_restarts``, ``restart_failures``, ``workers_alive``, ``latency_p50_s`` /
+(unique requests that failed every attempt), ``retries``, ``timeouts``, ``worker_errors`` (backend
+errors), ``worker_deaths``, ``worker_restarts``, ``restart_failures``, ``workers_alive``, ``latency_p50_s`` /
 ``latency_p95_s`` / ``latency_max_s`` (successful unique requests, queueing and retries
 included), ``consistency_mean`` / ``quality_mean`` (successful verdicts), ``wait_s`` (last verdict
 returned minus last THINK response submitted: judge time not hidden behind generation),

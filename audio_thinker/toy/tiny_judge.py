@@ -13,7 +13,7 @@ generation, continuations out, parsing, retries and restarts.
 
 Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME_STEPS`)
     A random judge's continuations never parse, so a demo with it only ever exercises the
-    unparseable-verdict rule of R_c/R_t (the worst verdict). Priming is a short supervised run (plain AdamW in float32
+    worst-verdict rule of R_c/R_t. Priming is a short supervised run (plain AdamW in float32
     on CPU, deterministic given ``seed``): ``prime_steps`` batches of :data:`PRIME_BATCH_SIZE`
     judge prompts (:func:`audio_thinker.rewards.judge_prompts.build_judge_prompt`, both kinds, on
     made-up questions, choices and reasonings), each followed by a verdict line drawn at random

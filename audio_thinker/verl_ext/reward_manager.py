@@ -70,7 +70,8 @@ QUALITY_KEY = "judge_quality"
 CONSISTENCY_FAILURE_KEY = "judge_consistency_failure"
 QUALITY_FAILURE_KEY = "judge_quality_failure"
 #: judgement kind -> (verdict key, failure key)
-JUDGE_KEYS = {"consistency": (CONSISTENCY_KEY, CONSISTENCY_FAILURE_KEY), "quality": (QUALITY_KEY, QUALITY_FAILURE_KEY)}
+JUDGE_KEYS = {"consistency": (CONSISTENCY_KEY, CONSISTENCY_FAILURE_KEY),
+              "quality": (QUALITY_KEY, QUALITY_FAILURE_KEY)}
 
 
 class ResponseInfo(TypedDict, total=False):
@@ -156,8 +157,11 @@ def judge_info(verdict: Mapping[str, Any] | None, kinds: Sequence[str]) -> dict[
     ``verdict`` None: the response needed no judge (every column empty); ``kinds``: the judgement
     kinds the reward mode uses (a kind it does not use gets empty columns).
 
-    >>> judge_info({"consistency": 1, "quality": JudgeFailure.UNPARSEABLE}, ["consistency", "quality"])
-    {'judge_consistency': 1, 'judge_consistency_failure': '', 'judge_quality': None, 'judge_quality_failure': 'unparseable'}
+    >>> info = judge_info({"consistency": 1, "quality": JudgeFailure.UNPARSEABLE}, ["consistency", "quality"])
+    >>> info["judge_consistency"], info["judge_consistency_failure"]
+    (1, '')
+    >>> info["judge_quality"], info["judge_quality_failure"]
+    (None, 'unparseable')
     """
     out: dict[str, Any] = {}
     for kind, (value_key, failure_key) in JUDGE_KEYS.items():

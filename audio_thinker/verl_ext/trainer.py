@@ -349,8 +349,8 @@ class AudioThinkerTrainer(PPOTrainerSync):
                        for s, masked in zip(rows.session_of_row, masked_rows)]
         fields: dict[str, Any] = {"rm_scores": build_rm_scores(row_rewards, lengths)}
         if any(masked_rows):  # a GRPO group of their own (module docstring)
-            uids = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid"])["uid"]
-            fields["uid"] = masked_row_uids(_as_list(uids), masked_rows)
+            uids = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid"])
+            fields["uid"] = masked_row_uids(_as_list(uids["uid"]), masked_rows)
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=tu.get_tensordict(fields))
 
         metrics.update(
