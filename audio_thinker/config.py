@@ -59,7 +59,7 @@ class JudgeSection:
     batch_size: int = 16
     #: seconds before one judge request is abandoned (then retried)
     timeout_s: float = 60.0
-    #: retries after a timeout/error before the failure fallback is used
+    #: retries after a timeout/error; a judgement still without an answer masks its response
     max_retries: int = 2
     #: new tokens the judge may write (a verdict is one short line)
     max_new_tokens: int = GenerationParams.max_new_tokens
@@ -227,8 +227,6 @@ def _check(cfg: AudioThinkerConfig) -> None:
     for name in ("consistency", "format", "think_quality"):
         if getattr(cfg.reward.weights, name) < 0:
             raise ConfigError(f"audio_thinker.reward.weights.{name} must be >= 0")
-    if not 0.0 <= cfg.reward.fallback_if_all_fail <= 1.0:
-        raise ConfigError("audio_thinker.reward.fallback_if_all_fail must lie in [0, 1]")
     _check_judge(cfg.judge, uses_judge=cfg.reward.mode.uses_judge)
     _check_audio(cfg.audio)
     _check_prepare(cfg.prepare)
@@ -282,6 +280,23 @@ def _check_audio(audio: AudioConfig) -> None:
         )
 
 
+#: keys that no longer exist -> what to do instead (a clearer error than "unknown key")
+_REMOVED_KEYS = {
+    ("reward", "fallback_if_all_fail"): (
+        "a failed judgement no longer takes a fallback value: an unparseable verdict counts as the "
+        "worst verdict and an unavailable one masks its response out of the step's loss (docs/reward.md, "
+        "\"When a judgement fails\"); delete the key"
+    ),
+}
+
+
+def _reject_removed_keys(section: Mapping[str, Any]) -> None:
+    for (part, key), fix in _REMOVED_KEYS.items():
+        sub = section.get(part)
+        if isinstance(sub, Mapping) and key in sub:
+            raise ConfigError(f"audio_thinker.{part}.{key} was removed: {fix}")
+
+
 def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:
     """Validate the ``audio_thinker`` section (a plain mapping or an OmegaConf node)."""
     if section is None:
@@ -290,6 +305,7 @@ def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:
         from omegaconf import OmegaConf
 
         section = OmegaConf.to_container(section, resolve=True)
+    _reject_removed_keys(section)
     cfg = build_section(AudioThinkerConfig, section, "")
     _check(cfg)
     return cfg

@@ -4,9 +4,11 @@ Metrics of one step (:meth:`reward_workers.router.JudgeRouter.collect_metrics`, 
 ``judge/`` prefix): ``think_responses`` (judge calls), ``judged_fraction`` (responses with every
 verdict / think responses), ``requests`` (judgements asked for), ``unique_requests`` /
 ``dedup_hits``, ``calls`` and ``batch_size_mean`` (worker calls), ``failures`` (judgements
-returned as ``None``), ``call_failures`` (unique requests that failed every attempt),
-``unparseable``, ``retries``, ``timeouts``, ``worker_errors`` (backend errors), ``worker_deaths``,
-``worker_restarts``, ``restart_failures``, ``workers_alive``, ``latency_p50_s`` /
+returned without a verdict: ``unparseable`` + ``unavailable``), ``unparseable`` (a continuation
+arrived but holds no allowed verdict; returned as ``JudgeFailure.UNPARSEABLE``), ``unavailable``
+(no continuation after the retries, or an internal error; returned as ``None``), ``call_failures``
+(unique requests that failed every attempt), ``retries``, ``timeouts``, ``worker_errors`` (backend
+errors), ``worker_deaths``, ``worker_restarts``, ``restart_failures``, ``workers_alive``, ``latency_p50_s`` /
 ``latency_p95_s`` / ``latency_max_s`` (successful unique requests, queueing and retries
 included), ``consistency_mean`` / ``quality_mean`` (successful verdicts), ``wait_s`` (last verdict
 returned minus last THINK response submitted: judge time not hidden behind generation),
@@ -60,6 +62,7 @@ class StepStats:
     failures: int = 0
     call_failures: int = 0
     unparseable: int = 0
+    unavailable: int = 0
     retries: int = 0
     timeouts: int = 0
     worker_errors: int = 0
@@ -89,6 +92,7 @@ class StepStats:
             "calls": self.calls,
             "batch_size_mean": self.call_prompts / self.calls if self.calls else math.nan,
             "failures": self.failures, "call_failures": self.call_failures, "unparseable": self.unparseable,
+            "unavailable": self.unavailable,
             "retries": self.retries, "timeouts": self.timeouts, "worker_errors": self.worker_errors,
             "worker_deaths": self.worker_deaths, "worker_restarts": self.worker_restarts,
             "restart_failures": self.restart_failures, "workers_alive": workers_alive,

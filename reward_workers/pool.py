@@ -273,7 +273,7 @@ class PoolJudgeClient:
                 _cancel(ref)
             if not self._warned:
                 self._warned = True
-                logger.warning("judge pool call failed (%r); its verdicts fall back to the batch mean "
+                logger.warning("judge pool call failed (%r); its response is masked out of the step's loss "
                                "(logged once per client)", error)
             else:
                 logger.debug("judge pool call failed: %r", error)

@@ -16,16 +16,21 @@ Why it is built this way
   worker, backend error) is queued again, at most ``max_retries`` times, and avoids the workers it
   already failed on while another live worker exists
   (:meth:`~reward_workers.dispatch.Dispatcher.submit`). After the last
-  attempt its result is ``None``.
+  attempt its result is ``None``: no answer, an infrastructure failure.
 * **Identical requests within a step are generated once.** ``(kind, prompt)`` is the key (the
   prompt embeds question, choices, think, answer and the template version): the first request
   creates the generation, later identical ones await the same result. Successful results stay
   cached until :meth:`JudgeRouter.collect_metrics` ends the step; a failed one is dropped at once
   so a later identical request gets a fresh try. Waiters are shielded: one caller giving up does
   not cancel the generation the others share.
-* **Never raises for judge failures.** :meth:`JudgeRouter.judge` returns ``None`` for every
-  judgement it could not obtain (call failure or unparseable verdict); the trainer replaces it with
-  the batch mean (:func:`audio_thinker.rewards.combine.compute_rewards`).
+* **Never raises for judge failures, and says which failure it was.** :meth:`JudgeRouter.judge`
+  returns :attr:`~audio_thinker.rewards.verdict.JudgeFailure.UNPARSEABLE` for a judgement whose
+  continuation arrived but holds no allowed verdict (the reward counts it as the worst verdict) and
+  ``None`` for one with no continuation after the retries (timeout, dead worker, backend error,
+  router closed or an internal error: the reward masks that response out of the step's loss).
+  The line is whether a continuation arrived, not why it did not: a backend error the prompt itself
+  causes (an endpoint rejecting a too-long prompt) is unavailable too
+  (:func:`audio_thinker.rewards.combine.compute_rewards`).
 * **Only the continuation is parsed.** Prompts come from :mod:`audio_thinker.rewards.judge_prompts`
   (untrusted text fenced), verdicts from :mod:`audio_thinker.rewards.judge_parsing` applied to the
   worker's continuation only: think text that imitates the template cannot become a verdict.
@@ -43,7 +48,7 @@ from typing import Any
 from audio_thinker.config import JudgeSection
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import TEMPLATES, JudgeKind, build_judge_prompt
-from audio_thinker.rewards.verdict import GenerationParams, JudgeVerdict
+from audio_thinker.rewards.verdict import GenerationParams, JudgeFailure, JudgeVerdict
 from reward_workers.backend import JudgeError, JudgeTimeout, JudgeWorker, JudgeWorkerDead
 from reward_workers.dispatch import Dispatcher
 from reward_workers.metrics import StepStats
@@ -170,7 +175,10 @@ class JudgeRouter:
         answer: str,
         submitted_at: float | None = None,
     ) -> JudgeVerdict:
-        """Both verdicts of one THINK response (``None`` where a judgement failed); never raises.
+        """Both judgements of one THINK response; never raises.
+
+        Each is the verdict, :attr:`JudgeFailure.UNPARSEABLE` (the judge answered something else)
+        or ``None`` (no answer after the retries; also for a kind this router does not request).
 
         ``submitted_at``: wall-clock time (``time.time()``) the response was handed to the judge
         by the caller (defaults to now); the last one of a step starts ``judge/wait_s``.
@@ -190,24 +198,18 @@ class JudgeRouter:
             texts = await asyncio.gather(
                 *(self._request(kind, p, stats) for kind, p in zip(self.kinds, prompts)))
             for kind, text in zip(self.kinds, texts):
-                value = None if text is None else _PARSERS[kind](text)
-                if text is not None and value is None:
-                    stats.unparseable += 1
-                if value is None:
-                    stats.failures += 1
-                else:
-                    values = stats.consistency if kind is JudgeKind.CONSISTENCY else stats.quality
-                    values.append(float(value))
-                verdict[kind.value] = value
+                verdict[kind.value] = _verdict(kind, text, stats)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug or bad input must not fail the step: the verdicts stay None
             stats.internal_errors += 1
-            stats.failures += sum(verdict[k.value] is None for k in self.kinds)
+            missing = sum(verdict[k.value] is None for k in self.kinds)
+            stats.failures += missing
+            stats.unavailable += missing
             logger.exception("judge request failed inside the router; returning failed verdicts")
         done = self._wall()
         stats.last_done = done if stats.last_done is None else max(stats.last_done, done)
-        if all(verdict[k.value] is not None for k in self.kinds):
+        if all(isinstance(verdict[k.value], (int, float)) for k in self.kinds):
             stats.judged_responses += 1
         return JudgeVerdict(consistency=verdict["consistency"], quality=verdict["quality"])
 
@@ -272,6 +274,21 @@ class JudgeRouter:
                 return text
         stats.call_failures += 1
         return None
+
+
+def _verdict(kind: JudgeKind, text: str | None, stats: StepStats) -> int | float | JudgeFailure | None:
+    """One judgement from its continuation (``None``: none arrived), counted in ``stats``."""
+    if text is None:
+        stats.failures += 1
+        stats.unavailable += 1
+        return None
+    value = _PARSERS[kind](text)
+    if value is None:
+        stats.failures += 1
+        stats.unparseable += 1
+        return JudgeFailure.UNPARSEABLE
+    (stats.consistency if kind is JudgeKind.CONSISTENCY else stats.quality).append(float(value))
+    return value
 
 
 def _drop_failed(cache: dict, key: tuple, task: asyncio.Task) -> None:

@@ -47,9 +47,8 @@ Why our own Ray actor pool instead of verl 0.9.1's generative reward-model machi
   a request that still fails comes back to the caller as an error, and what happens then is up
   to the custom reward function (the built-in discriminative path, ``_post_request``, also has no
   total timeout and re-raises after 16 attempts, failing the reward computation). DESIGN.md
-  section 3 wants a per-request deadline, counted failures and the batch-mean fallback, never a
-  crashed step: our router has ``timeout_s``, ``max_retries``, typed errors and restarts of dead
-  workers.
+  section 3 wants a per-request deadline, counted failures that never pay, never a crashed step:
+  our router has ``timeout_s``, ``max_retries``, typed errors and restarts of dead workers.
 * **CPU.** The reward replicas are verl rollout replicas (vLLM / SGLang / TensorRT-LLM) whose
   worker groups always ask for GPUs (``RolloutReplica.rollout_worker_use_gpu()`` returns True,
   ``init_standalone`` passes ``use_gpu=True``), and the separate pool needs

@@ -26,8 +26,15 @@ import audio_thinker.rewards.metrics as metrics_module
 from audio_thinker.config import load_config
 from audio_thinker.main_grpo import TRAINER_MODE
 from audio_thinker.rewards.combine import compute_rewards, score_response
-from audio_thinker.verl_ext.reward_manager import CONSISTENCY_KEY, QUALITY_KEY, build_response_info
-from audio_thinker.verl_ext.trainer import TRAINER_NAME, AudioThinkerTrainer, select_step_rows
+from audio_thinker.rewards.verdict import JudgeFailure
+from audio_thinker.verl_ext.reward_manager import (
+    CONSISTENCY_KEY,
+    QUALITY_KEY,
+    build_response_info,
+    judge_info,
+    judgements_from_info,
+)
+from audio_thinker.verl_ext.trainer import MASKED_UID_PREFIX, TRAINER_NAME, AudioThinkerTrainer, select_step_rows
 
 EOS = 99
 CHOICES = ["high", "low"]
@@ -42,6 +49,8 @@ GROUPS = [
     ("medium", [NC, NW, TC, NC]),
 ]
 N_ROLLOUT = 4
+KINDS = ("consistency", "quality")
+UNPARSEABLE = JudgeFailure.UNPARSEABLE
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +77,10 @@ def make_trainer(*, mode="atar", step=3, total=10, anneal=None):
     return trainer
 
 
-def write_step(judge=None, pad_to=6):
+def write_step(judge=None, pad_to=6, groups=GROUPS):
     """Put the synthetic step into TransferQueue as the agent loop does; pad as _balance_batch does."""
     keys, fields, tags, texts, uids = [], [], [], [], []
-    for g, (difficulty, responses) in enumerate(GROUPS):
+    for g, (difficulty, responses) in enumerate(groups):
         uid = str(uuid.uuid4())
         for s, text in enumerate(responses):
             score = score_response(text, gold="high", choices=CHOICES)
@@ -116,13 +125,52 @@ def read(batch, field):
     return data[field].to_padded_tensor(0.0), data["response_mask"].to_padded_tensor(0)
 
 
-def run_step(trainer, batch):
+def run_step(trainer, batch, *, uids=None):
+    """``_compute_advantage`` on ``batch``; ``uids``: also return the rows' uid field afterwards."""
     metrics = {}
     trainer._compute_advantage(batch, metrics)
     tq_rm, response_mask = read(batch, "rm_scores")
     advantages, _ = read(batch, "advantages")
+    if uids is not None:
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid"])
+        uids.extend(list(data["uid"]))
     tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
     return metrics, tq_rm, response_mask, advantages
+
+
+def judged(verdicts):
+    """A ``judge`` for :func:`write_step`: ``verdicts[(g, s)]`` for THINK responses (default 1 / 0.5),
+    stored the way the reward manager stores them."""
+    def judge(g, s, parsed):
+        if parsed.mode.value != "think":
+            return judge_info(None, KINDS)
+        return judge_info(verdicts.get((g, s), {"consistency": 1, "quality": 0.5}), KINDS)
+    return judge
+
+
+def step_judgements(batch, n_real):
+    """The judgements of the real rows, as the trainer reads them back from TransferQueue."""
+    data = tq.kv_batch_get(keys=batch.keys[:n_real], partition_id="train", select_fields=["extra_fields"])
+    infos = [f["reward_extra_info"] for f in list(data["extra_fields"])]
+    return ([judgements_from_info(i, "consistency") for i in infos],
+            [judgements_from_info(i, "quality") for i in infos])
+
+
+def policy_loss_gradient(advantages, response_mask):
+    """verl's PPO clipped policy loss (token-mean) and its gradient w.r.t. each token's log-prob."""
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+    from verl.workers.config.actor import ActorConfig
+
+    config = ActorConfig(strategy="fsdp", ppo_mini_batch_size=4, rollout_n=1, ppo_micro_batch_size_per_gpu=1)
+    generator = torch.Generator().manual_seed(0)
+    old_log_prob = -torch.rand(advantages.shape, generator=generator)
+    log_prob = (old_log_prob + 0.3 * torch.randn(advantages.shape, generator=generator)).requires_grad_(True)
+    loss, _ = get_policy_loss_fn("vanilla")(
+        old_log_prob=old_log_prob, log_prob=log_prob, advantages=advantages, response_mask=response_mask.bool(),
+        loss_agg_mode="token-mean", config=config, rollout_is_weights=None,
+    )
+    loss.backward()
+    return loss, log_prob.grad
 
 
 def test_rewards_equal_the_pure_core_and_advantages_equal_verls_grpo(transfer_queue):
@@ -179,27 +227,112 @@ def test_annealing_uses_the_trainer_step_and_horizon(transfer_queue):
 def test_judge_verdicts_are_read_from_reward_extra_info(transfer_queue):
     def judge(g, s, parsed):
         if parsed.mode.value != "think":
-            return {CONSISTENCY_KEY: None, QUALITY_KEY: None}
-        failed = (g + s) % 3 == 0
-        return {CONSISTENCY_KEY: None if failed else s % 2, QUALITY_KEY: None if failed else 0.1 * (s + 1)}
+            return judge_info(None, KINDS)
+        outcome = (g + s) % 3  # 0: no answer, 1: unparseable consistency, 2: both verdicts
+        verdict = {"consistency": [None, UNPARSEABLE, s % 2][outcome],
+                   "quality": None if outcome == 0 else 0.1 * (s + 1)}
+        return judge_info(verdict, KINDS)
 
     batch, texts, _ = write_step(judge=judge)
-    real_keys = batch.keys[: len(texts)]
-    data = tq.kv_batch_get(keys=real_keys, partition_id="train", select_fields=["extra_fields"])
-    infos = [f["reward_extra_info"] for f in list(data["extra_fields"])]
+    consistency, quality = step_judgements(batch, len(texts))
     metrics, rm, _, _ = run_step(make_trainer(mode="atar_cr_tr"), batch)
-    want = expected_rewards(texts, mode="atar_cr_tr", consistency=[i[CONSISTENCY_KEY] for i in infos],
-                            quality=[i[QUALITY_KEY] for i in infos])
-    np.testing.assert_array_equal(rm.sum(dim=1)[: len(texts)].numpy(), want.overall.astype(np.float32))
+    want = expected_rewards(texts, mode="atar_cr_tr", consistency=consistency, quality=quality)
+    assert want.masked.any() and want.consistency_unparseable > 0
+    # masked responses: no reward written (zeros); every other one the pure core's
+    written = np.where(want.masked, 0.0, want.overall).astype(np.float32)
+    np.testing.assert_array_equal(rm.sum(dim=1)[: len(texts)].numpy(), written)
     assert metrics["audio_thinker/judge/consistency_failures"] == want.consistency_failures > 0
+    assert metrics["audio_thinker/judge/consistency_unparseable"] == want.consistency_unparseable
+    assert metrics["audio_thinker/judge/consistency_unavailable"] == want.consistency_unavailable
+    assert metrics["audio_thinker/masked_responses"] == want.masked.sum()
+
+
+def test_a_masked_response_has_zero_advantage_and_leaves_its_group_statistics_alone(transfer_queue):
+    """An unavailable judgement: advantage exactly 0, no policy-gradient contribution, and the other
+    responses' advantages are verl's GRPO over the honestly scored responses only."""
+    unavailable = {"consistency": None, "quality": 0.5}
+    verdicts = {(0, 1): unavailable, (2, 0): {"consistency": 1, "quality": None},
+                (0, 2): {"consistency": UNPARSEABLE, "quality": UNPARSEABLE}}  # unparseable: scored, not masked
+    batch, texts, uids = write_step(judge=judged(verdicts))
+    n_real = len(texts)
+    consistency, quality = step_judgements(batch, n_real)
+    uids_after = []
+    metrics, rm, response_mask, advantages = run_step(make_trainer(mode="atar_cr_tr"), batch, uids=uids_after)
+
+    want = expected_rewards(texts, mode="atar_cr_tr", consistency=consistency, quality=quality)
+    masked = [1, 8]  # (group 0, rollout 1) and (group 2, rollout 0)
+    assert np.flatnonzero(want.masked).tolist() == masked
+    assert metrics["audio_thinker/masked_responses"] == 2 and metrics["audio_thinker/masked_fraction"] == 2 / 16
+    assert metrics["audio_thinker/judge/consistency_unparseable"] == 1
+    assert torch.count_nonzero(rm[masked]) == 0 and torch.count_nonzero(advantages[masked]) == 0
+    # kept in the loss mask (so a fully masked mini-batch never divides by zero tokens) ...
+    assert torch.equal(response_mask[masked].sum(dim=1), torch.tensor([3 + len(texts[i]) % 5 for i in masked]))
+    # ... in a GRPO group of their own; the keys (sessions, replay buffer) are unchanged
+    assert {uids_after[i] for i in masked} == {uids_after[masked[0]]}
+    assert uids_after[masked[0]].startswith(MASKED_UID_PREFIX)
+    assert [u for i, u in enumerate(uids_after[:n_real]) if i not in masked] == \
+        [u for i, u in enumerate(uids) if i not in masked]
+
+    honest = [i for i in range(n_real) if i not in masked]
+    grpo, _ = compute_grpo_outcome_advantage(
+        token_level_rewards=rm[honest], response_mask=response_mask[honest].float(),
+        index=np.array([uids[i] for i in honest], dtype=object), norm_adv_by_std_in_grpo=True,
+    )
+    torch.testing.assert_close(advantages[honest], grpo)
+    # (counting the masked responses in their groups, even at reward 0, would have moved the others)
+    with_masked, _ = compute_grpo_outcome_advantage(
+        token_level_rewards=rm[:n_real], response_mask=response_mask[:n_real].float(),
+        index=np.array(uids, dtype=object), norm_adv_by_std_in_grpo=True,
+    )
+    assert not torch.allclose(with_masked[honest], grpo)
+
+    loss, grad = policy_loss_gradient(advantages, response_mask)
+    assert torch.isfinite(loss) and torch.count_nonzero(grad[masked]) == 0
+    assert all(torch.count_nonzero(grad[i]) > 0 for i in honest if advantages[i].abs().sum() > 0)
+
+
+def test_a_step_never_crashes_when_every_judgement_fails(transfer_queue):
+    everything_fails = {(g, s): {"consistency": None, "quality": None} for g in range(4) for s in range(4)}
+    batch, texts, _ = write_step(judge=judged(everything_fails))
+    metrics, rm, response_mask, advantages = run_step(make_trainer(mode="atar_cr_tr"), batch)
+    think = [score_response(t, gold="high", choices=CHOICES).parsed.mode.value == "think" for t in texts]
+    assert metrics["audio_thinker/masked_responses"] == sum(think) == 6
+    assert torch.count_nonzero(advantages[: len(texts)][torch.tensor(think)]) == 0
+    assert metrics["audio_thinker/judge/quality_unavailable"] == 6
+
+    # a step of THINK responses only (prompt_mode=think during a judge outage): everything is masked,
+    # and verl's token-mean policy loss stays finite (0), as the loss mask keeps its tokens
+    only_think = [("easy", [TC, TW, TC, TW]), ("hard", [TW, TW, TC, TC])]
+    batch, texts, _ = write_step(judge=judged(everything_fails), groups=only_think)
+    metrics, rm, response_mask, advantages = run_step(make_trainer(mode="atar_cr_tr"), batch)
+    assert metrics["audio_thinker/masked_fraction"] == 1.0
+    assert math.isnan(metrics["audio_thinker/reward/overall"])
+    assert torch.count_nonzero(rm) == 0 and torch.count_nonzero(advantages) == 0
+    loss, grad = policy_loss_gradient(advantages, response_mask)
+    assert loss.item() == 0.0 and torch.count_nonzero(grad) == 0
+
+    # every judgement unparseable: nothing is masked, every THINK response scores the worst verdict
+    unparseable = {key: {"consistency": UNPARSEABLE, "quality": UNPARSEABLE} for key in everything_fails}
+    batch, texts, _ = write_step(judge=judged(unparseable))
+    metrics, rm, _, _ = run_step(make_trainer(mode="atar_cr_tr"), batch)
+    assert metrics["audio_thinker/masked_responses"] == 0
+    assert metrics["audio_thinker/judge/unparseable_fraction"] == 1.0
+    worst = {key: {"consistency": 0, "quality": 0.0} for key in everything_fails}
+    batch, _, _ = write_step(judge=judged(worst))
+    _, rm_worst, _, _ = run_step(make_trainer(mode="atar_cr_tr"), batch)
+    torch.testing.assert_close(rm[: len(texts)], rm_worst[: len(texts)], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("mode", ["accuracy", "atar", "atar_cr"])
 def test_every_reward_mode_without_judge(transfer_queue, mode):
     batch, texts, _ = write_step(pad_to=1)
-    _, rm, _, _ = run_step(make_trainer(mode=mode), batch)
-    want = expected_rewards(texts, mode=mode).overall.astype(np.float32)
-    np.testing.assert_array_equal(rm.sum(dim=1).numpy(), want)
+    metrics, rm, _, _ = run_step(make_trainer(mode=mode), batch)
+    want = expected_rewards(texts, mode=mode)
+    # a judge mode without any judge verdict: every THINK response is masked (no reward written)
+    think = [score_response(t, gold="high", choices=CHOICES).parsed.mode.value == "think" for t in texts]
+    assert want.masked.tolist() == (think if mode == "atar_cr" else [False] * len(texts))
+    assert metrics["audio_thinker/masked_responses"] == want.masked.sum()
+    np.testing.assert_array_equal(rm.sum(dim=1).numpy(), np.where(want.masked, 0.0, want.overall).astype(np.float32))
 
 
 def test_step_metrics_are_present(transfer_queue):

@@ -2,7 +2,7 @@
 
 End to end: ``PoolJudgeClient`` -> the named pool actor -> router -> two ``HFJudgeActor`` actors
 (transformers on CPU) -> continuations -> parsed verdicts. A random judge writes random text, so
-most verdicts are unparseable (``None``, counted as failures); what must hold is that every
+most verdicts are unparseable (``JudgeFailure.UNPARSEABLE``, counted as failures); what must hold is that every
 verdict equals the parse of the same greedy generation done in this process, and that a judge
 actor killed mid-batch costs retries and a restart, never the batch.
 """
@@ -18,13 +18,14 @@ from audio_thinker.config import JudgeSection
 from audio_thinker.inference.continuations import cut_at_stop
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import build_judge_prompt
-from audio_thinker.rewards.verdict import GenerationParams
+from audio_thinker.rewards.verdict import GenerationParams, JudgeFailure
 from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 from reward_workers.hf_worker import HFJudgeActor
 from reward_workers.pool import PoolJudgeClient, get_judge_pool, get_or_create_judge_pool
 
 POOL = "test_audio_thinker_judge_pool"
 CHOICES = ["high", "low", "none of them"]
+UNPARSEABLE = JudgeFailure.UNPARSEABLE
 
 
 def items(n, prefix="t"):
@@ -71,7 +72,8 @@ def reference(judge_dir):
         for item in batch:
             texts = actor.generate(
                 [build_judge_prompt(kind, **item) for kind in ("consistency", "quality")], GenerationParams())
-            out.append({"consistency": parse_consistency(texts[0]), "quality": parse_quality(texts[1])})
+            parsed = (parse_consistency(texts[0]), parse_quality(texts[1]))
+            out.append({k: UNPARSEABLE if v is None else v for k, v in zip(("consistency", "quality"), parsed)})
         return out
 
     return verdicts
@@ -101,10 +103,10 @@ def test_hf_pool_scores_a_batch_end_to_end(pool, cfg, reference):
     verdicts = asyncio.run(score())
     assert verdicts == reference(batch)
     for v in verdicts:
-        assert v["consistency"] in (None, 0, 1)
-        assert v["quality"] is None or 0.0 <= v["quality"] <= 1.0
+        assert v["consistency"] in (UNPARSEABLE, 0, 1)
+        assert v["quality"] is UNPARSEABLE or 0.0 <= v["quality"] <= 1.0
     m = ray.get(pool.collect_metrics.remote())
-    nones = sum(v[k] is None for v in verdicts for k in ("consistency", "quality"))
+    nones = sum(v[k] is UNPARSEABLE for v in verdicts for k in ("consistency", "quality"))
     assert m["judge/think_responses"] == 6 and m["judge/requests"] == 12 and m["judge/unique_requests"] == 12
     assert m["judge/call_failures"] == 0 and m["judge/failures"] == nones == m["judge/unparseable"]
     assert m["judge/calls"] >= 3 and m["judge/batch_size_mean"] <= 4 and m["judge/workers_alive"] == 2

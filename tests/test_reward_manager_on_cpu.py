@@ -19,13 +19,17 @@ from verl import DataProto
 
 from audio_thinker.main_grpo import CONFIG_DIR, CONFIG_NAME
 from audio_thinker.verl_ext.reward_manager import (
+    CONSISTENCY_FAILURE_KEY,
     CONSISTENCY_KEY,
+    QUALITY_FAILURE_KEY,
     QUALITY_KEY,
     REGISTERED_NAME,
     AudioThinkerRewardManager,
+    judgements_from_info,
     parsed_from_info,
 )
 from audio_thinker.rewards.parsing import parse_response
+from audio_thinker.rewards.verdict import JudgeFailure
 
 SPECIAL = ["<|endoftext|>", "<|im_end|>", "<think>", "</think>", "<answer>", "</answer>"]
 CHOICES = ["2", "3", "4", "5"]
@@ -201,6 +205,60 @@ def test_judge_seam_sends_only_think_responses(tokenizer):
     manager.judge_client = FakeJudge(fail=True)
     failed = run(manager, agent_loop_item(tokenizer, "<think>three beeps</think><answer>3</answer>"))
     assert failed["reward_extra_info"][CONSISTENCY_KEY] is None and failed["reward_score"] == 1.0
+
+
+class VerdictJudge:
+    """Answers every call with one fixed verdict."""
+
+    def __init__(self, verdict):
+        self.verdict = verdict
+
+    async def judge(self, *, question, choices, think, answer):
+        return dict(self.verdict)
+
+
+JUDGE_COLUMNS = (CONSISTENCY_KEY, CONSISTENCY_FAILURE_KEY, QUALITY_KEY, QUALITY_FAILURE_KEY)
+
+
+def test_a_missing_verdict_is_recorded_with_its_reason(tokenizer):
+    """Unparseable (the judge answered something else) and unavailable (no answer) stay apart
+    from the judge client to the trainer; numbers and reasons live in separate columns."""
+    from verl.trainer.ppo.metric_utils import process_validation_metrics
+
+    manager = AudioThinkerRewardManager(make_config(mode="atar_cr_tr"), tokenizer, None)
+    think = agent_loop_item(tokenizer, "<think>three beeps</think><answer>3</answer>")
+    cases = [
+        ({"consistency": 1, "quality": 0.7}, (1, "", 0.7, "")),
+        ({"consistency": JudgeFailure.UNPARSEABLE, "quality": 0.4}, (None, "unparseable", 0.4, "")),
+        ({"consistency": 0, "quality": None}, (0, "", None, "unavailable")),
+    ]
+    infos = []
+    for verdict, want in cases:
+        manager.judge_client = VerdictJudge(verdict)
+        info = run(manager, think)["reward_extra_info"]
+        assert tuple(info[k] for k in JUDGE_COLUMNS) == want
+        assert judgements_from_info(info, "consistency") == verdict["consistency"]
+        expected_quality = JudgeFailure.UNAVAILABLE if verdict["quality"] is None else verdict["quality"]
+        assert judgements_from_info(info, "quality") == expected_quality
+        json.dumps(info)
+        infos.append(info)
+    manager.judge_client = FakeJudge(fail=True)  # the call itself raised: both unavailable
+    info = run(manager, think)["reward_extra_info"]
+    assert tuple(info[k] for k in JUDGE_COLUMNS) == (None, "unavailable", None, "unavailable")
+    infos.append(info)
+    no_think = run(manager, agent_loop_item(tokenizer, "<answer>3</answer>"))["reward_extra_info"]
+    assert tuple(no_think[k] for k in JUDGE_COLUMNS) == (None, "", None, "")
+    infos.append(no_think)
+    # a mode without the quality judge records no reason for the quality verdict it never asked for
+    atar_cr = AudioThinkerRewardManager(make_config(mode="atar_cr"), tokenizer, None)
+    atar_cr.judge_client = VerdictJudge({"consistency": 1, "quality": None})
+    info = run(atar_cr, think)["reward_extra_info"]
+    assert tuple(info[k] for k in JUDGE_COLUMNS) == (1, "", None, "")
+    # verl's validation metrics average the numeric columns and skip the string ones
+    columns = {k: [i[k] for i in infos] for k in infos[0]}
+    out = process_validation_metrics(["synthetic_aqa"] * len(infos), ["u0"] * len(infos), columns)
+    assert dict(out["synthetic_aqa"][QUALITY_KEY])["mean@2"] == pytest.approx(0.55)  # 0.7 and 0.4
+    assert QUALITY_FAILURE_KEY not in out["synthetic_aqa"]
 
 
 def test_config_selects_this_manager_through_verls_loader(tmp_path, tokenizer):

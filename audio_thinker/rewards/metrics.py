@@ -6,20 +6,27 @@ flat ``{name: float}`` metrics for verl's step ``metrics`` dict. Every name star
 (``audio_thinker/`` by default):
 
 =====================================  ==========================================================
-``reward/overall``                      mean overall reward R
+``reward/overall``                      mean overall reward R (responses that got one: masked
+                                        responses excluded, as for every ``reward/*`` mean)
 ``reward/accuracy_term``                mean R_a (ATAR, or accuracy 1/0 in ``accuracy`` mode)
-``reward/consistency``                  mean R_c (after the failure fallback)
+``reward/consistency``                  mean R_c (an unparseable judgement counts 0)
 ``reward/consistency_gated``            mean R_c' (R_c for correct answers, else 0)
 ``reward/format``                       mean R_f
-``reward/think_quality``                mean R_t
+``reward/think_quality``                mean R_t (an unparseable judgement counts 0)
 ``think_ratio``                         lambda: share of responses counted as THINK (malformed
                                         responses containing ``<think>`` included)
 ``gamma_think`` / ``gamma_nothink``     the annealed soft-penalty factors g_t / g_n
 ``format_failure_rate``                 share of MALFORMED responses
 ``accuracy``                            share of correct responses
 ``accuracy/think``, ``accuracy/no_think``  accuracy within each well-formed mode
-``judge/{consistency,quality}_failures``  failed judgements (filled with the batch mean)
+``judge/{consistency,quality}_failures``  judgements without a verdict (unparseable + unavailable)
+``judge/{consistency,quality}_unparseable``  the judge answered, not with an allowed value
+                                        (counted as the worst verdict)
+``judge/{consistency,quality}_unavailable``  no answer after the retries (the response is masked)
+``judge/unparseable_fraction``          unparseable judgements / judgements asked for (both kinds)
 ``judge/{consistency,quality}_judged``  THINK responses sent to each judge
+``masked_responses``                    responses masked out of the policy loss (no reward)
+``masked_fraction``                     masked responses / N
 ``think_rate``                          share of well-formed THINK responses
 ``mode_rate/{think,no_think,malformed}``  share of each mode
 ``think_rate/difficulty/{d}``           THINK share among responses to prompts of difficulty d
@@ -27,7 +34,7 @@ flat ``{name: float}`` metrics for verl's step ``metrics`` dict. Every name star
 ``responses/difficulty/{d}``            number of responses of difficulty d
 ``response_length/mean``                mean response length in tokens
 ``response_length/{mode}/mean``         mean response length within each mode
-``responses``                           number of responses scored (N)
+``responses``                           number of responses scored (N, masked ones included)
 =====================================  ==========================================================
 
 A rate over an empty group (e.g. ``accuracy/think`` when nobody thought) is NaN, so loggers show

@@ -8,12 +8,12 @@ layout at toy size).
 
 Why it exists: the judge pool's ``hf`` backend (:mod:`reward_workers.hf_worker`) must be tested
 end to end on CPU without downloads. Its verdicts are random (mostly unparseable, which exercises
-the failure fallback); what the tests check is the plumbing: prompts in, batched left-padded
+the worst-verdict rule); what the tests check is the plumbing: prompts in, batched left-padded
 generation, continuations out, parsing, retries and restarts.
 
 Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME_STEPS`)
     A random judge's continuations never parse, so a demo with it only ever exercises the
-    judge-failure fallback of R_c/R_t. Priming is a short supervised run (plain AdamW in float32
+    worst-verdict rule of R_c/R_t. Priming is a short supervised run (plain AdamW in float32
     on CPU, deterministic given ``seed``): ``prime_steps`` batches of :data:`PRIME_BATCH_SIZE`
     judge prompts (:func:`audio_thinker.rewards.judge_prompts.build_judge_prompt`, both kinds, on
     made-up questions, choices and reasonings), each followed by a verdict line drawn at random

@@ -31,9 +31,14 @@ Judges (consistency R_c, think quality R_t) join through one seam,
 When ``audio_thinker.reward.mode`` uses a judge (``atar_cr`` / ``atar_cr_tr``) it is a
 :class:`reward_workers.pool.PoolJudgeClient`, which sends each THINK response to the job's judge
 pool (a named Ray actor the trainer creates); NO-THINK and malformed responses make no judge call.
-The verdicts are added as ``judge_consistency`` / ``judge_quality`` (``None`` = failed judgement;
-the trainer fills failures with the batch mean).
-Without a judge those keys are absent and the trainer passes ``None`` for every response.
+The verdicts are added as ``judge_consistency`` / ``judge_quality`` (a number, or ``None`` when there
+is none) and the reason a verdict is missing as ``judge_consistency_failure`` /
+``judge_quality_failure`` (``""``, ``"unparseable"`` or ``"unavailable"``; two columns because verl
+averages numeric ``reward_extra_info`` columns in validation and a column mixing numbers and strings
+would break it). A judge call that raises makes the mode's judgements unavailable. The trainer
+rebuilds each judgement with :func:`judgements_from_info`: an unparseable one counts as the worst
+verdict, an unavailable one masks the response out of the step's loss (docs/reward.md).
+Without a judge those keys are absent and every THINK response's judgements count as unavailable.
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER
 from audio_thinker.config import load_config
 from audio_thinker.rewards.combine import RuleScore, score_response
 from audio_thinker.rewards.parsing import DEFAULT_EOS_TOKENS, ParsedResponse, ResponseMode, strip_eos
-from audio_thinker.rewards.verdict import JudgeClient
 from audio_thinker.data.rows import to_plain
+from audio_thinker.rewards.verdict import JudgeClient, JudgeFailure, judgement_failure
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,12 @@ REGISTERED_NAME = "audio_thinker"
 #: reward_extra_info keys holding the judges' verdicts (present only when a judge client is set)
 CONSISTENCY_KEY = "judge_consistency"
 QUALITY_KEY = "judge_quality"
+#: reward_extra_info keys holding why a verdict is missing: "" | "unparseable" | "unavailable"
+CONSISTENCY_FAILURE_KEY = "judge_consistency_failure"
+QUALITY_FAILURE_KEY = "judge_quality_failure"
+#: judgement kind -> (verdict key, failure key)
+JUDGE_KEYS = {"consistency": (CONSISTENCY_KEY, CONSISTENCY_FAILURE_KEY),
+              "quality": (QUALITY_KEY, QUALITY_FAILURE_KEY)}
 
 
 class ResponseInfo(TypedDict, total=False):
@@ -85,10 +96,14 @@ class ResponseInfo(TypedDict, total=False):
     #: ``extra_info.difficulty`` / ``extra_info.task`` of the row ("" when absent)
     difficulty: str
     task: str
-    #: consistency verdict 1/0 for THINK responses, None otherwise or on failure (judge only)
+    #: consistency verdict 1/0 for THINK responses, None otherwise or without a verdict (judge only)
     judge_consistency: int | None
-    #: think-quality verdict in [0, 1] for THINK responses, None otherwise or on failure (judge only)
+    #: think-quality verdict in [0, 1] for THINK responses, None otherwise or without a verdict (judge only)
     judge_quality: float | None
+    #: why a THINK response's consistency verdict is missing: "unparseable" | "unavailable"; "" otherwise
+    judge_consistency_failure: str
+    #: why a THINK response's think-quality verdict is missing: "unparseable" | "unavailable"; "" otherwise
+    judge_quality_failure: str
 
 
 def eos_strings(tokenizer: Any) -> tuple[str, ...]:
@@ -136,6 +151,39 @@ def parsed_from_info(info: Mapping[str, Any]) -> ParsedResponse:
     )
 
 
+def judge_info(verdict: Mapping[str, Any] | None, kinds: Sequence[str]) -> dict[str, Any]:
+    """The judge columns of one response's ResponseInfo from its client verdict.
+
+    ``verdict`` None: the response needed no judge (every column empty); ``kinds``: the judgement
+    kinds the reward mode uses (a kind it does not use gets empty columns).
+
+    >>> info = judge_info({"consistency": 1, "quality": JudgeFailure.UNPARSEABLE}, ["consistency", "quality"])
+    >>> info["judge_consistency"], info["judge_consistency_failure"]
+    (1, '')
+    >>> info["judge_quality"], info["judge_quality_failure"]
+    (None, 'unparseable')
+    """
+    out: dict[str, Any] = {}
+    for kind, (value_key, failure_key) in JUDGE_KEYS.items():
+        value = None if verdict is None else verdict.get(kind)
+        failure = judgement_failure(value) if verdict is not None and kind in kinds else None
+        out[value_key] = None if failure is not None or isinstance(value, str) else value
+        out[failure_key] = "" if failure is None else failure.value
+    return out
+
+
+def judgements_from_info(info: Mapping[str, Any], kind: str) -> int | float | JudgeFailure | None:
+    """The ``kind`` judgement of a ResponseInfo as the pure core reads it (see :func:`judge_info`).
+
+    >>> judgements_from_info({"judge_quality": None, "judge_quality_failure": "unparseable"}, "quality")
+    <JudgeFailure.UNPARSEABLE: 'unparseable'>
+    >>> judgements_from_info({"judge_quality": 0.4, "judge_quality_failure": ""}, "quality")
+    0.4
+    """
+    value_key, failure_key = JUDGE_KEYS[kind]
+    failure = info.get(failure_key) or ""
+    return JudgeFailure(failure) if failure else info.get(value_key)
+
 
 def _register_once(cls: type) -> type:
     """verl's ``@register``, tolerant of this module being executed twice.
@@ -162,6 +210,10 @@ class AudioThinkerRewardManager(RewardManagerBase):
         section = config.get("audio_thinker") if config is not None else None
         self.audio_thinker_config = load_config(section)
         self.lettered = self.audio_thinker_config.reward.lettered_choices
+        mode = self.audio_thinker_config.reward.mode
+        #: the judgement kinds the reward mode uses
+        self.judge_kinds = tuple(kind for kind, used in (("consistency", mode.uses_consistency),
+                                                         ("quality", mode.uses_quality)) if used)
         if self.audio_thinker_config.reward.mode.uses_judge and self.judge_client is None:
             from reward_workers.pool import PoolJudgeClient, default_deadline_s
 
@@ -191,14 +243,14 @@ class AudioThinkerRewardManager(RewardManagerBase):
         return {"reward_score": info["acc"], "reward_extra_info": dict(info)}
 
     async def _judge(self, parsed: ParsedResponse, *, question: str, choices: Sequence[str] = ()) -> dict[str, Any]:
-        """Judge verdicts of a THINK response (None for other modes and for failures)."""
+        """The judge columns of a response (:func:`judge_info`); only THINK responses are judged."""
         if parsed.mode is not ResponseMode.THINK:
-            return {CONSISTENCY_KEY: None, QUALITY_KEY: None}
+            return judge_info(None, self.judge_kinds)
         try:
             verdict = await self.judge_client.judge(
                 question=question, choices=list(choices), think=parsed.think, answer=parsed.answer
             )
         except Exception:  # a judge failure must never fail the step: counted by the trainer
-            logger.exception("judge call failed; the batch mean will stand in for this response")
-            return {CONSISTENCY_KEY: None, QUALITY_KEY: None}
-        return {CONSISTENCY_KEY: verdict.get("consistency"), QUALITY_KEY: verdict.get("quality")}
+            logger.exception("judge call failed; this response's judgements are unavailable (masked)")
+            verdict = {}
+        return judge_info(verdict, self.judge_kinds)

@@ -13,12 +13,27 @@ log-probs (``_init_resource_pool_mgr`` only swaps in CPU pools and workers when 
    (``{uid}_{session}_{index}``: the highest index, as verl's GRPO does for multi-output loops);
 3. compute lambda, the annealed gammas (step ``self.global_steps``, horizon
    ``audio_thinker.reward.anneal_steps`` or ``trainer.total_training_steps``), ATAR and the overall
-   reward with the pure core (:func:`~audio_thinker.rewards.combine.compute_rewards`), judge
-   verdicts from ``judge_consistency`` / ``judge_quality`` when present;
+   reward with the pure core (:func:`~audio_thinker.rewards.combine.compute_rewards`), judgements
+   from the ``judge_*`` columns when present
+   (:func:`~audio_thinker.verl_ext.reward_manager.judgements_from_info`);
 4. write ``rm_scores`` back (one jagged row per sample, the reward at the last response token,
-   zeros elsewhere: the layout verl's agent loop and ``_compute_reward_colocate`` use);
+   zeros elsewhere: the layout verl's agent loop and ``_compute_reward_colocate`` use), and move
+   masked responses into a GRPO group of their own (below);
 5. add the step metrics (:func:`~audio_thinker.rewards.metrics.compute_step_metrics`), then call
    verl's own ``_compute_advantage``, whose GRPO estimator groups by prompt ``uid``.
+
+Masked responses (a THINK response whose judgement was *unavailable*: no judge answer after the
+retries; docs/reward.md, "When a judgement fails") get no reward this step and must not move the
+policy. Every row of a masked session gets all-zero ``rm_scores`` and its ``uid`` field is replaced
+by one fresh per-step uid ``masked<hex>`` that no prompt has (the keys, which verl uses for
+sessions and the replay buffer, are unchanged). verl's GRPO estimator then computes each prompt's
+mean and std over its honestly scored responses only, and the masked responses form a group of
+zeros whose advantage is exactly 0 (a lone one: ``(0 - 0) / (1 + eps)``), so their policy-gradient
+term is exactly 0. This is how verl's own padding rows are kept out of GRPO. Their
+``response_mask`` is deliberately kept: zeroing it would also drop them from the KL-to-reference
+term and the token-mean normaliser, but a mini-batch whose every response is masked (a judge
+outage under ``prompt_mode=think``) would then make verl's token-mean loss 0/0 (NaN). The KL term
+does not depend on any reward, so keeping it invents no score.
 
 Padding rows: verl's ``upsample_batch_to_divisible_size`` appends rows that copy row 0's fields
 (its ``extra_fields`` included, so counting them would double-count row 0 in lambda), all
@@ -41,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +76,12 @@ from audio_thinker.rewards.combine import RewardBreakdown, RewardMode, compute_r
 from audio_thinker.rewards.metrics import compute_step_metrics
 from audio_thinker.scoring.thinking import think_metrics
 from audio_thinker.verl_ext.reward_manager import (
+    CONSISTENCY_FAILURE_KEY,
     CONSISTENCY_KEY,
+    QUALITY_FAILURE_KEY,
     QUALITY_KEY,
     ResponseInfo,
+    judgements_from_info,
     parsed_from_info,
 )
 
@@ -73,7 +92,10 @@ TRAINER_NAME = "audio_thinker_sync"
 #: the verl mode whose branches this trainer takes
 VERL_MODE = "sync"
 #: ResponseInfo keys the batch-level reward reads (also looked up as top-level TQ fields)
-INFO_FIELDS = ("acc", "mode", "has_think_tag", "difficulty", CONSISTENCY_KEY, QUALITY_KEY)
+INFO_FIELDS = ("acc", "mode", "has_think_tag", "difficulty", CONSISTENCY_KEY, QUALITY_KEY,
+               CONSISTENCY_FAILURE_KEY, QUALITY_FAILURE_KEY)
+#: prefix of the per-step uid that puts masked responses in a GRPO group of their own
+MASKED_UID_PREFIX = "masked"
 METRIC_PREFIX = "audio_thinker/"
 #: verl timer name of the batch-level reward (``timing_s/reward``)
 REWARD_TIMER = "reward"
@@ -150,8 +172,8 @@ def compute_step_rewards(
         step=step,
         total_steps=anneal_steps(cfg, total_steps),
         config=cfg.reward,
-        consistency=[info.get(CONSISTENCY_KEY) for info in infos],
-        quality=[info.get(QUALITY_KEY) for info in infos],
+        consistency=[judgements_from_info(info, "consistency") for info in infos],
+        quality=[judgements_from_info(info, "quality") for info in infos],
     )
 
 
@@ -164,6 +186,12 @@ def build_rm_scores(row_rewards: Sequence[float], response_lengths: Sequence[int
             row[-1] = float(reward)
         rows.append(row)
     return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+
+def masked_row_uids(uids: Sequence[Any], masked_rows: Sequence[bool]) -> list[str]:
+    """Each row's GRPO uid, the masked rows' replaced by one fresh uid no prompt has."""
+    masked_uid = f"{MASKED_UID_PREFIX}{uuid.uuid4().hex}"
+    return [masked_uid if masked else str(uid) for uid, masked in zip(uids, masked_rows, strict=True)]
 
 
 def validation_think_metrics(infos: Mapping[str, Sequence[Any]], *, prefix: str) -> dict[str, float]:
@@ -316,10 +344,14 @@ class AudioThinkerTrainer(PPOTrainerSync):
             rows.infos, cfg=cfg, step=int(self.global_steps), total_steps=self.total_training_steps
         )
 
-        row_rewards = [0.0 if s < 0 else float(breakdown.overall[s]) for s in rows.session_of_row]
-        rm_scores = build_rm_scores(row_rewards, lengths)
-        fields = tu.get_tensordict({"rm_scores": rm_scores})
-        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+        masked_rows = [s >= 0 and bool(breakdown.masked[s]) for s in rows.session_of_row]
+        row_rewards = [0.0 if s < 0 or masked else float(breakdown.overall[s])
+                       for s, masked in zip(rows.session_of_row, masked_rows)]
+        fields: dict[str, Any] = {"rm_scores": build_rm_scores(row_rewards, lengths)}
+        if any(masked_rows):  # a GRPO group of their own (module docstring)
+            uids = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid"])
+            fields["uid"] = masked_row_uids(_as_list(uids["uid"]), masked_rows)
+        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=tu.get_tensordict(fields))
 
         metrics.update(
             compute_step_metrics(
@@ -333,13 +365,13 @@ class AudioThinkerTrainer(PPOTrainerSync):
         return breakdown
 
     def _warn_if_judge_missing(self, cfg: AudioThinkerConfig, infos: Sequence[ResponseInfo]) -> None:
-        """A judge mode with no judge verdicts at all: every judgement counts as failed (warn once)."""
+        """A judge mode with no judge columns at all: every judgement is unavailable (warn once)."""
         if not RewardMode(cfg.reward.mode).uses_judge or self.__dict__.get("_judge_warned"):
             return
         if not any(CONSISTENCY_KEY in info or QUALITY_KEY in info for info in infos):
             self._judge_warned = True
             logger.warning(
                 "audio_thinker.reward.mode=%s uses judges but no response carries judge verdicts: every "
-                "judgement counts as failed (fallback %.2f). Set a judge client or use reward.mode=atar.",
-                cfg.reward.mode, cfg.reward.fallback_if_all_fail,
+                "judgement counts as unavailable and every THINK response is masked out of the loss. "
+                "Set a judge client or use reward.mode=atar.", cfg.reward.mode,
             )
