@@ -33,6 +33,7 @@ PURE_MODULES = [
     "audio_thinker.data.cot.store",
     "audio_thinker.data.rows",
     "audio_thinker.data.benchmarks",
+    "audio_thinker.data.files",
 ]
 
 

@@ -152,6 +152,10 @@ def test_resume_skips_done_items_and_refuses_another_config(assets, tmp_path):
     answerable = sum(not r.missing for r in first.values())
     assert again.results["timing"]["items_generated"] == answerable - kept
     assert [r.item_id for r in again.records] == list(first)
+    # the partial line was cut before appending: no record is glued onto it and lost
+    done, bad = read_records(out / RECORDS_FILE)
+    assert bad == 0 and set(done) == set(first)
+    assert all(json.loads(line) for line in (out / RECORDS_FILE).read_text().splitlines())
     # nothing left to generate: the model is not even loaded
     third = evaluate(_config(assets, out))
     assert third.results["timing"]["items_generated"] == 0

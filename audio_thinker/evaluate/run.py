@@ -27,10 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 from audio_thinker.config import ConfigError, PrepareSection
 from audio_thinker.data.audio import AudioError, AudioStats, load_audio
 from audio_thinker.data.benchmarks import BenchmarkItem
+from audio_thinker.data.files import append_jsonl, atomic_write, repair_jsonl_tail
 from audio_thinker.verl_ext.merge import ResolvedModel, resolve_model
 from audio_thinker.evaluate.prompts import prompt_input
 from audio_thinker.inference.backend import choose_backend
@@ -160,19 +160,6 @@ def read_records(path: Path) -> tuple[dict[str, EvalRecord], int]:
     return records, bad
 
 
-def _append(handle: Any, records: Iterable[EvalRecord]) -> None:
-    for record in records:
-        handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------ generation
 
 
@@ -242,7 +229,7 @@ def generate_records(
                     generated += result.text is not None
                     tokens += result.n_tokens
             ordered = [records[item.item_id] for item in batch]
-            _append(sink, ordered)
+            append_jsonl(sink, [record.to_json() for record in ordered])
             out.extend(ordered)
             answered += sum(not r.missing for r in ordered)
             correct += sum(r.correct for r in ordered)
@@ -314,8 +301,11 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
         "limit": cfg.benchmark.limit,
         "generation": dataclasses.asdict(cfg.generation),
     }
-    _atomic_write(out / RUN_FILE, json.dumps({"run": run_info, "fingerprint": current}, indent=2))
+    atomic_write(out / RUN_FILE, json.dumps({"run": run_info, "fingerprint": current}, indent=2))
 
+    repaired = repair_jsonl_tail(out / RECORDS_FILE)
+    if repaired:
+        logger.warning("%s: cut a partial last record line (%d bytes; a killed run's last write)", out, repaired)
     done, unreadable = read_records(out / RECORDS_FILE)
     if unreadable:
         logger.warning("%s: %d unreadable record lines ignored (a killed run's last write)", out, unreadable)
@@ -349,7 +339,7 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
                         "plot": PLOT_FILE}
     markdown = results_markdown(results)
     write_results(out, results)
-    _atomic_write(out / TABLES_FILE, markdown)
+    atomic_write(out / TABLES_FILE, markdown)
     plot_think_rate(results["think"], out / PLOT_FILE,
                     title=f"{label} on {cfg.benchmark.name} ({cfg.prompt_mode})")
     if all(r.missing for r in records):

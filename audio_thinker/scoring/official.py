@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from audio_thinker.data.benchmarks import AIR_BENCH, BenchmarkItem
+from audio_thinker.data.files import atomic_write
 from audio_thinker.scoring.items import eval_benchmark_name
 from audio_thinker.scoring.match import Accuracy, ItemResult, accuracy
 from audio_thinker.scoring.official_format import (
@@ -117,24 +117,6 @@ def _air_bench_lines(
     return lines
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a predictions file is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_predictions(
     benchmark: str,
     items: Sequence[BenchmarkItem],
@@ -156,7 +138,7 @@ def write_predictions(
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     else:
         text = json.dumps(_json_list_rows(benchmark, items, records), ensure_ascii=False, indent=1) + "\n"
-    _write_atomic(target, text)
+    atomic_write(target, text)
     return target
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
+from audio_thinker.data.files import append_jsonl, atomic_write, repair_jsonl_tail
 from audio_thinker.data.audio import AudioConfig, AudioError, AudioStats, AudioTruncatedWarning, load_audio
 from audio_thinker.data.cot import store
 from audio_thinker.data.cot.filter import (
@@ -143,7 +144,7 @@ def _caption_stage(rows: Sequence[dict[str, Any]], keys: Sequence[str], captions
     generated = 0
     bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc="cot captions", unit="row",
                disable=not progress)
-    store.repair_jsonl(path)
+    repair_jsonl_tail(path)
     try:
         with bar, path.open("a", encoding="utf-8") as sink:
             for batch in batches(todo, batch_size):
@@ -162,7 +163,7 @@ def _caption_stage(rows: Sequence[dict[str, Any]], keys: Sequence[str], captions
                     records[i] = _caption_record(keys[i], str(rows[i]["audios"][0]), result)
                 generated += len(results)
                 ordered = [records[i] for i in batch]
-                store.append_records(sink, ordered)
+                append_jsonl(sink, ordered, sort_keys=True)
                 captions.update((record["key"], record) for record in ordered)
                 bar.update(len(batch))
     finally:
@@ -198,7 +199,7 @@ def _rationale_stage(rows: Sequence[dict[str, Any]], keys: Sequence[str], captio
     backend = _Lazy(make)
     bar = tqdm(total=eligible, initial=eligible - len(todo), desc="cot rationales", unit="row",
                disable=not progress)
-    store.repair_jsonl(path)
+    repair_jsonl_tail(path)
     try:
         with bar, path.open("a", encoding="utf-8") as sink:
             for batch in batches(todo, batch_size):
@@ -212,7 +213,7 @@ def _rationale_stage(rows: Sequence[dict[str, Any]], keys: Sequence[str], captio
                                                  choices=list(gold["choices"]))[0]
                         record["outcome"] = reason or "kept"
                     records.append(record)
-                store.append_records(sink, records)
+                append_jsonl(sink, records, sort_keys=True)
                 rationales.update((record["key"], record) for record in records)
                 bar.update(len(batch))
     finally:
@@ -275,7 +276,7 @@ def generate_cot(
     if run.stage == "all":
         kept = [cot_row(row, o, cot_model=config.text_model, caption_model=config.caption_model)
                 for row, o in zip(rows, outcomes) if o.reason is None]
-        store.atomic_write(out / store.ROWS_NAME, store.parquet_bytes(kept, input_schema))
+        atomic_write(out / store.ROWS_NAME, store.parquet_bytes(kept, input_schema))
         files["rows"] = store.ROWS_NAME
     summary.update({
         "format_version": FORMAT_VERSION,
@@ -307,7 +308,7 @@ def generate_cot(
         "out": str(out),
     })
     summary_text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    store.atomic_write(out / store.SUMMARY_NAME, summary_text.encode())
+    atomic_write(out / store.SUMMARY_NAME, summary_text.encode())
     return summary
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from audio_thinker.data.files import atomic_write
 from audio_thinker.data.cot.filter import COT_KEYS
 from audio_thinker.data.cot.settings import CotConfigError, config_diff
 from audio_thinker.data.rows import RowError, validate_row
@@ -70,37 +70,12 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, R
     return rows, skipped
 
 
-def repair_jsonl(path: Path) -> None:
-    """Cut a partial last line (a crash mid-write) so that appending starts on a fresh line."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-
-
 def load_jsonl(path: Path) -> dict[str, dict[str, Any]]:
     """:func:`latest_records` of a file (empty when it does not exist)."""
     if not path.is_file():
         return {}
     with path.open(encoding="utf-8") as handle:
         return latest_records(handle)
-
-
-def append_records(handle: Any, records: Iterable[Mapping[str, Any]]) -> None:
-    """Append JSON lines, then flush and fsync: a killed run loses at most the batch in flight."""
-    for record in records:
-        handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def check_config(out: Path, record: dict[str, Any]) -> None:
