@@ -9,7 +9,7 @@ line instead of being glued to the fragment (and lost on every later read).
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
 >>> _ = path.write_text('{"a": 1}\\n{"b": 2', encoding="utf-8")
 >>> repair_jsonl_tail(path)
-11
+7
 >>> with path.open("a", encoding="utf-8") as handle:
 ...     append_jsonl(handle, [{"c": 3}])
 >>> path.read_text(encoding="utf-8")
