@@ -367,8 +367,8 @@ def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
         f"actor_rollout_ref.model.path={root / 'model'}",
         f"data.train_files={root / 'data' / 'train.parquet'}",
         f"data.val_files={root / 'data' / 'val.parquet'}",
-        "audio_thinker.prepare.synthetic_data=null", "audio_thinker.prepare.tiny_model=null",
-        "audio_thinker.prepare.primed_model=null", "audio_thinker.prepare.tiny_judge=null",
+        "toy.synthetic_data=null", "toy.tiny_model=null",
+        "toy.warmstart_model=null", "toy.tiny_judge=null",
         "audio_thinker.reward.mode=atar",  # no judge: the launch path is what is under test
         "data.train_batch_size=4", "data.max_response_length=16", "actor_rollout_ref.rollout.n=2",
         "actor_rollout_ref.actor.ppo_mini_batch_size=4", "trainer.total_training_steps=1",
