@@ -20,10 +20,11 @@ RESPONSE_BUDGET = 48
 #: sampled well-formed rate a warm-start must reach (measured: 0.95-1.0 with the defaults)
 WELL_FORMED_MIN = 0.8
 #: the scaled-down warm-start most tests use: 120 steps of 8 targets, 3/8 of the default's 160 x 16
-#: (well-formed 0.95 measured). It still catches a broken warm-start: with the loss unshifted, the
-#: loss on the prompt too, the audio embeddings left out of training, targets without the
-#: end-of-turn token or 100x less learning rate the rate falls below WELL_FORMED_MIN (run by hand);
-#: fewer steps (100 x 8: 0.91, 60 x 16: 0.81, 160 x 4: 0.77) leave too little margin.
+#: (well-formed 0.95, valid choice 0.73 measured). It still catches a broken warm-start (measured by
+#: hand, well-formed / valid choice): loss not shifted by one token 0.0 / 0.0, targets without the
+#: end-of-turn token 0.0 / 0.0, lr 100x too small 0.0 / 0.0, audio embeddings left out of the
+#: training inputs 0.78 / 0.56, loss on the prompt tokens too 0.83 / 0.42. Fewer steps leave too
+#: little margin (100 x 8: 0.91, 60 x 16: 0.81, 160 x 4: 0.77).
 SCALED = {"steps": 120, "batch_size": 8}
 
 
