@@ -13,8 +13,9 @@ Everything verl already configures stays in verl's own keys (``data.*``, ``actor
         ...
       audio:                       # decoding and validation of clips
         ...
-      prepare:                     # data/models built before training when missing
-        ...
+
+The demo's stand-ins (synthetic data, tiny models) are not part of this schema: they are named by
+the top-level ``toy:`` section (:class:`audio_thinker.toy.prepare.ToySection`).
 
 :func:`load_config` turns the section into frozen dataclasses and rejects unknown keys, bad
 values and inconsistent combinations with a message that says how to fix them. The dataclass
@@ -89,27 +90,6 @@ class JudgeSection:
 
 
 @dataclass(frozen=True)
-class PrepareSection:
-    """What ``main_grpo`` builds before training when it is missing (the embedded default).
-
-    Every path is a folder, relative to the directory the command runs in; ``null`` builds
-    nothing. Builds are deterministic and skipped when a complete build is already there.
-    """
-
-    #: write the synthetic audio QA set here (train.parquet, val.parquet, wav files)
-    synthetic_data: str | None = None
-    #: build a tiny random model of a real architecture here (``audio_thinker.toy.tiny``)
-    tiny_model: str | None = None
-    #: architecture of ``tiny_model``: qwen2_audio | qwen2_5_omni_thinker
-    tiny_arch: str = "qwen2_audio"
-    #: build a tiny random judge (Qwen3 architecture, ``audio_thinker.toy.tiny_judge``) here
-    tiny_judge: str | None = None
-    #: warm-start ``tiny_model`` on the response format (answers drawn at chance) from the
-    #: synthetic train split and write it here (``audio_thinker.toy.warmstart``)
-    primed_model: str | None = None
-
-
-@dataclass(frozen=True)
 class AudioThinkerConfig:
     #: adaptive | think | direct: which instruction the policy prompt carries
     prompt_mode: str = "adaptive"
@@ -126,7 +106,6 @@ class AudioThinkerConfig:
     judge: JudgeSection = field(default_factory=JudgeSection)
     #: decoding and validation of clips (audio_thinker.data.audio.AudioConfig: every key documented there)
     audio: AudioConfig = field(default_factory=AudioConfig)
-    prepare: PrepareSection = field(default_factory=PrepareSection)
 
 
 def _not_one_of(full_key: str, value: Any, valid: list[str]) -> ConfigError:
@@ -229,20 +208,8 @@ def _check(cfg: AudioThinkerConfig) -> None:
             raise ConfigError(f"audio_thinker.reward.weights.{name} must be >= 0")
     _check_judge(cfg.judge, uses_judge=cfg.reward.mode.uses_judge)
     _check_audio(cfg.audio)
-    _check_prepare(cfg.prepare)
     if cfg.replay_poll_interval_s <= 0:
         raise ConfigError("audio_thinker.replay_poll_interval_s must be positive (seconds; verl's own value is 2)")
-
-
-def _check_prepare(prepare: PrepareSection) -> None:
-    arches = ["qwen2_audio", "qwen2_5_omni_thinker"]
-    if prepare.tiny_arch not in arches:
-        raise _choices_error("prepare.tiny_arch", prepare.tiny_arch, arches)
-    if prepare.primed_model is not None and (prepare.tiny_model is None or prepare.synthetic_data is None):
-        raise ConfigError(
-            "audio_thinker.prepare.primed_model warm-starts prepare.tiny_model on prepare.synthetic_data: "
-            "set both (or audio_thinker.prepare.primed_model=null)"
-        )
 
 
 def _check_judge(judge: JudgeSection, *, uses_judge: bool) -> None:
@@ -306,6 +273,11 @@ def load_config(section: Mapping[str, Any] | None) -> AudioThinkerConfig:
 
         section = OmegaConf.to_container(section, resolve=True)
     _reject_removed_keys(section)
+    if "prepare" in section:
+        raise ConfigError(
+            "audio_thinker.prepare moved to the top-level toy section: write toy.synthetic_data, "
+            "toy.tiny_model, toy.tiny_arch, toy.tiny_judge, toy.warmstart_model (audio_thinker.toy.prepare)"
+        )
     cfg = build_section(AudioThinkerConfig, section, "")
     _check(cfg)
     return cfg

@@ -7,9 +7,9 @@ trainer (``trainer.v1.trainer_mode=audio_thinker_sync``), our dataset (``data.cu
 our reward manager (``reward.reward_manager``). Ray: ``ray.init()`` joins the cluster named by
 ``RAY_ADDRESS`` when it is set and starts a local one otherwise.
 
-Before training, ``audio_thinker.prepare.*`` builds what the config names and is missing (the
-embedded default: the synthetic data set, the tiny policy, its format warm-start and the tiny
-judge). Every launch
+Before training, :func:`audio_thinker.toy.prepare.prepare` builds the demo assets the top-level
+``toy`` section names and are missing (the embedded default: the synthetic data set, the tiny
+policy, its warm-start and the tiny judge). Every launch
 logs metrics to its own ``{trainer.default_local_dir}/metrics/{timestamp}.jsonl`` (verl's ``file``
 logger truncates its file, so a resumed run gets a new one) and, when ``tensorboard`` is a logger,
 to ``{trainer.default_local_dir}/tensorboard``; the environment variables ``VERL_FILE_LOGGER_PATH``
@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from audio_thinker.config import AudioThinkerConfig, ConfigError, PrepareSection, load_config
+from audio_thinker.cli import check_or_exit, latest_checkpoint
+from audio_thinker.config import AudioThinkerConfig, ConfigError, load_config
+from audio_thinker.toy.prepare import ToySection, prepare
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 CONFIG_NAME = "audio_thinker_grpo"
@@ -38,8 +39,9 @@ TRAINER_MODE = "audio_thinker_sync"
 
 
 def validate(config: DictConfig) -> None:
-    """Fail fast on our keys and on the verl keys our method depends on."""
+    """Fail fast on our keys (``audio_thinker``, ``toy``) and on the verl keys our method depends on."""
     load_config(config.get("audio_thinker"))
+    ToySection.load(config.get("toy"))
     if config.algorithm.adv_estimator != "grpo":
         raise ConfigError(
             f"algorithm.adv_estimator={config.algorithm.adv_estimator}: Audio-Thinker's "
@@ -56,44 +58,6 @@ def validate(config: DictConfig) -> None:
         )
     if not config.trainer.use_v1:
         raise ConfigError("trainer.use_v1=false selects verl's deprecated trainer: keep trainer.use_v1=true")
-
-
-#: size and seed of the synthetic set ``prepare.synthetic_data`` builds (the generator's CLI defaults)
-SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED = 256, 64, 0
-
-
-def prepare(section: PrepareSection, *, prompt_mode: str) -> None:
-    """Build the synthetic data, the tiny model and the primed model the config names, if missing."""
-    if section.synthetic_data:
-        from audio_thinker.data import synthetic
-
-        args = dict(n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL, seed=SYNTHETIC_SEED, prompt_mode=prompt_mode)
-        if synthetic.is_generated(section.synthetic_data, **args):
-            print(f"prepare: synthetic data in {section.synthetic_data} (already there)")
-        else:
-            print(f"prepare: writing the synthetic data set to {section.synthetic_data}")
-            synthetic.generate_dataset(section.synthetic_data, **args)
-    if section.tiny_model:
-        from audio_thinker.toy.tiny import ensure_tiny_model, is_complete
-
-        fresh = not is_complete(section.tiny_model, arch=section.tiny_arch, seed=0)
-        ensure_tiny_model(section.tiny_arch, section.tiny_model)
-        print(f"prepare: tiny {section.tiny_arch} model in {section.tiny_model}{'' if fresh else ' (already there)'}")
-    if section.tiny_judge:
-        from audio_thinker.toy.tiny_judge import DEMO_PRIME_STEPS, ensure_tiny_judge
-
-        ensure_tiny_judge(section.tiny_judge, prime_steps=DEMO_PRIME_STEPS)
-        print(f"prepare: tiny Qwen3 judge, verdict format primed, in {section.tiny_judge}")
-    if section.primed_model:
-        from audio_thinker.toy.warmstart import ensure_primed_model
-
-        assert section.tiny_model and section.synthetic_data  # checked by load_config
-        data_dir = Path(section.synthetic_data)
-        ensure_primed_model(
-            section.tiny_model, data_dir / "train.parquet", section.primed_model,
-            eval_data=data_dir / "val.parquet",
-        )
-        print(f"prepare: format-primed model in {section.primed_model}")
 
 
 def configure_outputs(config: DictConfig) -> Path | None:
@@ -118,17 +82,6 @@ def _configure_outputs(env_vars: DictConfig, run_dir: Path, loggers: list[str]) 
             "TENSORBOARD_DIR", str(run_dir / "tensorboard")
         )
     return metrics_file
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """verl's ``latest_checkpointed_iteration.txt`` -> the checkpoint folder it names."""
-    marker = run_dir / "latest_checkpointed_iteration.txt"
-    try:
-        step = int(marker.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    folder = run_dir / f"global_step_{step}"
-    return folder if folder.is_dir() else None
 
 
 def report(config: DictConfig, metrics_file: Path | None) -> int:
@@ -175,27 +128,12 @@ def run(config: DictConfig) -> int:
     return report(config, metrics_file)
 
 
-def check_or_exit(config: DictConfig, check: Callable[[DictConfig], None]) -> bool:
-    """``check(config)``; a :class:`ConfigError` is printed and exits 2. With ``audio_thinker.dry_run``
-    the resolved config is printed and False returned (nothing to start); True otherwise."""
-    try:
-        check(config)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
-    if config.audio_thinker.dry_run:
-        print(OmegaConf.to_yaml(config, resolve=True))
-        print("config OK (dry run: nothing was started)")
-        return False
-    return True
-
-
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
 def main(config: DictConfig) -> None:
     if not check_or_exit(config, validate):
         return
     ours: AudioThinkerConfig = load_config(config.get("audio_thinker"))
-    prepare(ours.prepare, prompt_mode=ours.prompt_mode)
+    prepare(ToySection.load(config.get("toy")), prompt_mode=ours.prompt_mode)
     sys.exit(run(config))
 
 

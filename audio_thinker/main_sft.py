@@ -42,8 +42,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from audio_thinker.cli import check_or_exit, latest_checkpoint
 from audio_thinker.config import AudioThinkerConfig, ConfigError, build_section, load_config
-from audio_thinker.main_grpo import check_or_exit
+from audio_thinker.toy.prepare import ToySection
 
 #: conf/sft/: its own folder, so ``backbone=`` selects the SFT backbones (conf/sft/backbone/)
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf" / "sft")
@@ -55,7 +56,7 @@ TARGETS = ("answer", "cot")
 #: (target, prompt mode) pairs that contradict each other
 CONFLICTING_MODES = {("answer", "think"): "always think", ("cot", "direct"): "never think"}
 DEVICES = ("cpu", "cuda", "npu")
-#: the prompt mode ``prepare`` builds the synthetic set in (main_grpo's default)
+#: the prompt mode the demo's synthetic set is built in (main_grpo's default)
 SYNTHETIC_PROMPT_MODE = "adaptive"
 
 
@@ -67,15 +68,15 @@ class SFTSection:
     target: str = "answer"
     #: ``extra_info`` key of the CoT rationale (written by ``python -m audio_thinker.data.cot``)
     rationale_key: str = "rationale"
-    #: write template rationales of ``prepare.synthetic_data`` here before training (CPU recipe)
+    #: write template rationales of ``toy.synthetic_data`` here before training (CPU recipe)
     template_cot_data: str | None = None
 
 
-def load_sections(config: DictConfig) -> tuple[AudioThinkerConfig, SFTSection]:
-    """The validated ``audio_thinker`` section and its ``sft`` subsection."""
+def load_sections(config: DictConfig) -> tuple[AudioThinkerConfig, SFTSection, ToySection]:
+    """The validated ``audio_thinker`` section, its ``sft`` subsection and the ``toy`` section."""
     section = OmegaConf.to_container(config.get("audio_thinker") or {}, resolve=True)
     sft = build_section(SFTSection, section.pop("sft", None) or {}, "", root="audio_thinker.sft")
-    return load_config(section), sft
+    return load_config(section), sft, ToySection.load(config.get("toy"))
 
 
 def _total_processes(config: DictConfig) -> int:
@@ -84,7 +85,7 @@ def _total_processes(config: DictConfig) -> int:
 
 def validate(config: DictConfig) -> None:
     """Fail fast on our keys and on the verl keys the audio SFT depends on."""
-    ours, sft = load_sections(config)
+    ours, sft, toy = load_sections(config)
     if sft.target not in TARGETS:
         raise ConfigError(f"audio_thinker.sft.target={sft.target!r}: use one of {', '.join(TARGETS)}")
     conflict = CONFLICTING_MODES.get((sft.target, ours.prompt_mode))
@@ -95,9 +96,9 @@ def validate(config: DictConfig) -> None:
             f"prompt tells the model to {conflict}, the target does the opposite; set "
             f"audio_thinker.prompt_mode={fix}"
         )
-    if sft.template_cot_data and not ours.prepare.synthetic_data:
+    if sft.template_cot_data and not toy.synthetic_data:
         raise ConfigError(
-            "audio_thinker.sft.template_cot_data writes rationales for audio_thinker.prepare.synthetic_data: "
+            "audio_thinker.sft.template_cot_data writes rationales for toy.synthetic_data: "
             "set both (or audio_thinker.sft.template_cot_data=null)"
         )
     data = config.data
@@ -144,18 +145,19 @@ def validate(config: DictConfig) -> None:
 # -- preparation -----------------------------------------------------------------------------------
 
 
-def prepare(ours: AudioThinkerConfig, sft: SFTSection) -> None:
-    """Build the synthetic data, the tiny model and the template CoT rows the config names, if missing."""
-    from audio_thinker.main_grpo import prepare as prepare_assets
+def prepare(toy: ToySection, sft: SFTSection) -> None:
+    """Build the demo assets (synthetic data, tiny model) and the template CoT rows the config names,
+    if missing."""
+    from audio_thinker.toy.prepare import prepare as prepare_toy
 
     # AudioSFTDataset rewrites every prompt for its own mode, so the synthetic set is built in the
     # generator's default (adaptive) mode: the same folder `make demo` builds, never rebuilt here
-    prepare_assets(ours.prepare, prompt_mode=SYNTHETIC_PROMPT_MODE)
+    prepare_toy(toy, prompt_mode=SYNTHETIC_PROMPT_MODE)
     if sft.template_cot_data:
         from audio_thinker.data.template_cot import write_template_cot
 
-        assert ours.prepare.synthetic_data  # checked by validate
-        files = write_template_cot(ours.prepare.synthetic_data, sft.template_cot_data)
+        assert toy.synthetic_data  # checked by validate
+        files = write_template_cot(toy.synthetic_data, sft.template_cot_data)
         print(f"prepare: template CoT rows in {', '.join(map(str, files))}")
 
 
@@ -196,8 +198,8 @@ def run_rank(config: DictConfig) -> int:
     metrics_file, planned = None, None
     try:
         if rank == 0:
-            ours, sft = load_sections(config)
-            prepare(ours, sft)
+            _, sft, toy = load_sections(config)
+            prepare(toy, sft)
             metrics_file = _configure_metrics(config)
         torch.distributed.barrier()
         from verl.trainer.sft_trainer import SFTTrainer
@@ -231,7 +233,6 @@ def _span(points: list[tuple[int, float]]) -> str:
 
 def report(config: DictConfig, metrics_file: Path | None, *, planned_steps: int | None = None) -> int:
     """Print what the run did; 1 when it logged fewer training steps than planned."""
-    from audio_thinker.main_grpo import latest_checkpoint
     from audio_thinker.run_summary import load_history, metric_files, series
 
     run_dir = Path(str(config.trainer.default_local_dir)).absolute()

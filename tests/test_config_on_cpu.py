@@ -12,6 +12,7 @@ from audio_thinker.config import AudioThinkerConfig, ConfigError, anneal_steps, 
 from audio_thinker.data.audio import AudioConfig
 from audio_thinker.main_grpo import CONFIG_DIR, CONFIG_NAME, validate
 from audio_thinker.rewards.combine import RewardMode
+from audio_thinker.toy.prepare import ToySection
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,8 @@ def test_yaml_and_dataclass_defaults_agree_key_by_key():
     yaml_section = OmegaConf.to_container(compose_config().audio_thinker, resolve=True)
     defaults = OmegaConf.to_container(OmegaConf.structured(AudioThinkerConfig()), resolve=True)
     assert yaml_section == defaults
+    toy = OmegaConf.to_container(compose_config().toy, resolve=True)
+    assert toy == OmegaConf.to_container(OmegaConf.structured(ToySection()), resolve=True)
 
 
 def test_overrides_reach_the_schema():
@@ -79,6 +82,32 @@ def test_overrides_reach_the_schema():
 def test_bad_values_say_how_to_fix(section, message):
     with pytest.raises(ConfigError, match=message):
         load_config(section)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"tiny_arch": "llama"}, "toy.tiny_arch='llama' is not valid; use one of: qwen2_audio, qwen2_5_omni_thinker"),
+        ({"warmstart_model": "m", "synthetic_data": "d"}, "warm-starts toy.tiny_model on toy.synthetic_data: set both"),
+        ({"warmstart_model": "m", "tiny_model": "t"}, "set both"),
+        ({"tiny_modle": "t"}, "unknown key toy.tiny_modle; did you mean tiny_model"),
+        ({"primed_model": "m"}, "toy.primed_model is now toy.warmstart_model"),
+        ({"tiny_model": 3}, "toy.tiny_model=3 has the wrong type"),
+    ],
+)
+def test_toy_section_says_how_to_fix(section, message):
+    with pytest.raises(ConfigError, match=message):
+        ToySection.load(section)
+
+
+def test_toy_section_lives_outside_the_audio_thinker_schema():
+    full = {"synthetic_data": "d", "tiny_model": "t", "tiny_judge": "j", "warmstart_model": "w"}
+    assert ToySection.load(full) == ToySection(**full) and ToySection.load(None) == ToySection()
+    with pytest.raises(ConfigError, match="audio_thinker.prepare moved to the top-level toy section"):
+        load_config({"prepare": {"synthetic_data": "d"}})
+    cfg = compose_config(["backbone=tiny_cpu", "toy.tiny_arch=gpt2"])
+    with pytest.raises(ConfigError, match="toy.tiny_arch='gpt2'"):
+        validate(cfg)  # main_grpo checks the toy section with ours
 
 
 def test_judge_checks_only_when_the_judge_is_used():
@@ -174,7 +203,7 @@ def test_every_backbone_composes_and_sets_only_keys_verl_knows(backbone):
     for source in (layer, base):
         for key in _leaf_keys(source):
             top = key.split(".")[0]
-            if top in ("audio_thinker", "hydra", "defaults") or key in OUR_VERL_SECTION_KEYS:
+            if top in ("audio_thinker", "toy", "hydra", "defaults") or key in OUR_VERL_SECTION_KEYS:
                 continue
             if key.startswith(FREE_FORM):
                 continue

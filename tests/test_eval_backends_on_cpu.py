@@ -450,10 +450,19 @@ def test_the_real_hydra_config_loads(composed):
     cfg = load_eval_config(composed)
     assert cfg.model.path == "models/tiny_qwen2_audio_primed"
     assert cfg.benchmark.name == "synthetic" and cfg.benchmark.meta == "data/synthetic/val.parquet"
-    assert cfg.prepare.primed_model == "models/tiny_qwen2_audio_primed"
-    # every key of the yaml is a field with the schema's default (prepare aside)
+    assert cfg.toy.warmstart_model == "models/tiny_qwen2_audio_primed"
+    # every key of the yaml is a field with the schema's default (toy aside)
     assert cfg.generation == EvalConfig().generation and cfg.hf == EvalConfig().hf
     assert cfg.vllm == EvalConfig().vllm and cfg.audio == EvalConfig().audio
+
+
+def test_the_toy_section_is_checked_as_in_training():
+    with pytest.raises(ConfigError, match="toy.warmstart_model warm-starts toy.tiny_model"):
+        load_eval_config({"toy": {"warmstart_model": "m", "tiny_model": None}})
+    with pytest.raises(ConfigError, match="toy.primed_model is now toy.warmstart_model"):
+        load_eval_config({"toy": {"primed_model": "m"}})
+    with pytest.raises(ConfigError, match="unknown key toy.tiny_modle"):
+        load_eval_config({"toy": {"tiny_modle": "m"}})
 
 
 # --------------------------------------------------------------------------- run.py helpers
@@ -473,19 +482,19 @@ def test_needed_prepare(composed):
     default = run_mod.needed_prepare(load_eval_config(composed))
     assert default.synthetic_data == "data/synthetic"
     assert default.tiny_model == "models/tiny_qwen2_audio"
-    assert default.primed_model == "models/tiny_qwen2_audio_primed"
+    assert default.warmstart_model == "models/tiny_qwen2_audio_primed"
     assert default.tiny_judge is None
 
     elsewhere = run_mod.needed_prepare(with_(model__path="/models/Qwen2-Audio-7B-Instruct",
                                              benchmark__name="mmau", benchmark__meta="/data/mmau.json"))
-    assert (elsewhere.synthetic_data, elsewhere.tiny_model, elsewhere.primed_model) == (None, None, None)
+    assert (elsewhere.synthetic_data, elsewhere.tiny_model, elsewhere.warmstart_model) == (None, None, None)
 
-    unprimed = run_mod.needed_prepare(with_(model__path="models/tiny_qwen2_audio"))
-    assert (unprimed.synthetic_data, unprimed.tiny_model, unprimed.primed_model) == (
+    base = run_mod.needed_prepare(with_(model__path="models/tiny_qwen2_audio"))
+    assert (base.synthetic_data, base.tiny_model, base.warmstart_model) == (
         "data/synthetic", "models/tiny_qwen2_audio", None)
 
     data_only = run_mod.needed_prepare(with_(model__path="/models/other"))
-    assert (data_only.synthetic_data, data_only.tiny_model, data_only.primed_model) == (
+    assert (data_only.synthetic_data, data_only.tiny_model, data_only.warmstart_model) == (
         "data/synthetic", None, None)
 
 

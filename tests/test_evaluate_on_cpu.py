@@ -26,7 +26,7 @@ from audio_thinker.evaluate.config import load_eval_config
 from audio_thinker.evaluate.run import RECORDS_FILE, evaluate, read_records
 
 REPO = Path(__file__).resolve().parents[1]
-NO_PREPARE = {"synthetic_data": None, "tiny_model": None, "primed_model": None, "tiny_judge": None}
+NO_PREPARE = {"synthetic_data": None, "tiny_model": None, "warmstart_model": None, "tiny_judge": None}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def _config(assets, out: Path, **overrides):
         "benchmark": {"name": "synthetic", "meta": str(assets["data"] / "val.parquet")},
         "generation": {"max_new_tokens": 12, "batch_size": 4},
         "output_dir": str(out),
-        "prepare": NO_PREPARE,
+        "toy": NO_PREPARE,
         "progress": False,
     }
     for key, value in overrides.items():
@@ -239,8 +239,8 @@ def test_command_line(assets, tmp_path):
     command = [
         sys.executable, "-m", "audio_thinker.evaluate", f"model.path={assets['model']}",
         f"benchmark.meta={assets['data'] / 'val.parquet'}", "benchmark.limit=4", "generation.max_new_tokens=8",
-        f"output_dir={out}", "progress=false", "prepare.synthetic_data=null", "prepare.tiny_model=null",
-        "prepare.primed_model=null", "model.label=tiny",
+        f"output_dir={out}", "progress=false", "toy.synthetic_data=null", "toy.tiny_model=null",
+        "toy.warmstart_model=null", "model.label=tiny",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -36,10 +36,10 @@ def _command(model: Path, data: Path, run_dir: Path, dumps: Path, judge: Path) -
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data}/train.parquet",
         f"data.val_files={data}/val.parquet",
-        "audio_thinker.prepare.synthetic_data=null",
-        "audio_thinker.prepare.tiny_model=null",
-        "audio_thinker.prepare.primed_model=null",
-        "audio_thinker.prepare.tiny_judge=null",
+        "toy.synthetic_data=null",
+        "toy.tiny_model=null",
+        "toy.warmstart_model=null",
+        "toy.tiny_judge=null",
         f"audio_thinker.judge.model_path={judge}",
         "data.train_batch_size=4",
         "data.max_response_length=16",
@@ -214,8 +214,8 @@ def test_evaluate_the_trained_checkpoint(runs, tmp_path):
     command = [
         sys.executable, "-m", "audio_thinker.evaluate", f"model.path={runs['full']}",
         f"benchmark.meta={runs['data'] / 'val.parquet'}", "benchmark.limit=4", "generation.max_new_tokens=8",
-        f"output_dir={out}", "progress=false", "prepare.synthetic_data=null", "prepare.tiny_model=null",
-        "prepare.primed_model=null",
+        f"output_dir={out}", "progress=false", "toy.synthetic_data=null", "toy.tiny_model=null",
+        "toy.warmstart_model=null",
     ]
     result = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                             timeout=600, check=False)

@@ -395,23 +395,14 @@ def test_sbatch_script_on_a_simulated_two_node_allocation(other_cluster, tmp_pat
     _assert_alive(other_cluster)
 
 
-def _toy_prefix() -> str:
-    """Where the demo's build-when-missing paths live (``toy.*``; ``audio_thinker.prepare.*`` in
-    configs that predate the ``toy:`` section)."""
-    from audio_thinker.compose import compose
-
-    return "toy" if "toy" in compose("audio_thinker.main_grpo", ["backbone=tiny_cpu"]) else "audio_thinker.prepare"
-
-
 def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
-    toy = _toy_prefix()
     return [
         f"hydra.run.dir={run_dir}/hydra",
         f"actor_rollout_ref.model.path={root / 'model'}",
         f"data.train_files={root / 'data' / 'train.parquet'}",
         f"data.val_files={root / 'data' / 'val.parquet'}",
-        f"{toy}.synthetic_data=null", f"{toy}.tiny_model=null", f"{toy}.primed_model=null",
-        f"{toy}.tiny_judge=null",
+        "toy.synthetic_data=null", "toy.tiny_model=null",
+        "toy.warmstart_model=null", "toy.tiny_judge=null",
         "audio_thinker.reward.mode=atar",  # no judge: the launch path is what is under test
         "data.train_batch_size=4", "data.max_response_length=16", "actor_rollout_ref.rollout.n=2",
         "actor_rollout_ref.actor.ppo_mini_batch_size=4", "trainer.total_training_steps=1",

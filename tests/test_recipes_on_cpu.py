@@ -56,13 +56,6 @@ def _backbone_only(entry: str, backbone: str):
     return composing.compose(entry, [f"backbone={backbone}"])
 
 
-def _toy_prefix() -> str:
-    """Where the demo's build-when-missing paths live (``toy.*``; ``audio_thinker.prepare.*`` in
-    configs that predate the ``toy:`` section)."""
-    base = _backbone_only("audio_thinker.main_grpo", "tiny_cpu")
-    return "toy" if "toy" in base else "audio_thinker.prepare"
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. the groups and the table
 # ---------------------------------------------------------------------------------------------
@@ -288,8 +281,8 @@ def test_tiny_rows_with_a_fixed_prompt_mode_build_their_own_demo_assets():
     for row, mode in (("grpo", "direct"), ("grpo_cot", "think")):
         cfg = recipes.compose(load_recipe(f"tiny_cpu/{row}"))
         assert cfg.toy.synthetic_data == f"data/synthetic_{mode}"
-        assert cfg.toy.primed_model == f"models/tiny_qwen2_audio_primed_{mode}"
-        assert cfg.actor_rollout_ref.model.path == cfg.toy.primed_model
+        assert cfg.toy.warmstart_model == f"models/tiny_qwen2_audio_primed_{mode}"
+        assert cfg.actor_rollout_ref.model.path == cfg.toy.warmstart_model
         assert cfg.data.train_files == f"data/synthetic_{mode}/train.parquet"
         assert cfg.toy.tiny_judge is None, "no judge in this row"
     atar = recipes.compose(load_recipe("tiny_cpu/grpo_atar_cr_tr"))
@@ -406,16 +399,15 @@ def _judge(assets) -> Path:
 
 def _one_step_command(assets, row: str) -> tuple[list[str], Path]:
     run_dir = assets["root"] / row
-    toy = _toy_prefix()
     extra = [
         f"hydra.run.dir={run_dir}/hydra",
         f"actor_rollout_ref.model.path={assets['model']}",
         f"data.train_files={assets['data']}/train.parquet",
         f"data.val_files={assets['data']}/val.parquet",
-        f"{toy}.synthetic_data=null",
-        f"{toy}.tiny_model=null",
-        f"{toy}.primed_model=null",
-        f"{toy}.tiny_judge=null",
+        "toy.synthetic_data=null",
+        "toy.tiny_model=null",
+        "toy.warmstart_model=null",
+        "toy.tiny_judge=null",
         "data.train_batch_size=4",
         "data.max_response_length=16",
         "actor_rollout_ref.rollout.n=2",

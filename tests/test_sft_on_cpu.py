@@ -317,7 +317,7 @@ def test_backbones_compose_and_validate(backbone):
         (["+audio_thinker.sft.rationale=x"], "unknown key audio_thinker.sft.rationale"),
         (["data.custom_cls.name=MultiTurnSFTDataset"], "keep data.custom_cls.path"),
         (["data.val_files=null"], "trainer.test_freq=after_each_epoch validates on data.val_files"),
-        (["audio_thinker.prepare.synthetic_data=null", "audio_thinker.sft.template_cot_data=x"], "set both"),
+        (["toy.synthetic_data=null", "audio_thinker.sft.template_cot_data=x"], "set both"),
         (["engine.strategy=fsdp"], "fsdp2 only"),
         (["data.train_batch_size=3", "trainer.n_gpus_per_node=2"], "multiple of the number of processes"),
     ],
@@ -356,8 +356,8 @@ def _main_sft(assets, run_dir: Path, *overrides: str) -> subprocess.CompletedPro
         sys.executable, "-m", "audio_thinker.main_sft", "backbone=tiny_cpu",
         f"hydra.run.dir={run_dir}/hydra",
         f"model.path={assets['models']['qwen2_audio']}",
-        "audio_thinker.prepare.synthetic_data=null",
-        "audio_thinker.prepare.tiny_model=null",
+        "toy.synthetic_data=null",
+        "toy.tiny_model=null",
         f"trainer.default_local_dir={run_dir}",
         "data.train_batch_size=4",
         *overrides,
@@ -427,12 +427,12 @@ def test_answer_sft_runs_decreases_loss_and_saves_an_evaluable_checkpoint(assets
     from audio_thinker.evaluate.config import load_eval_config
     from audio_thinker.evaluate.run import evaluate
 
-    none = {"synthetic_data": None, "tiny_model": None, "primed_model": None, "tiny_judge": None}
+    none = {"synthetic_data": None, "tiny_model": None, "warmstart_model": None, "tiny_judge": None}
     outcome = evaluate(load_eval_config({
         "model": {"path": str(run_dir)}, "prompt_mode": "direct",
         "benchmark": {"name": "synthetic", "meta": str(data / "val.parquet"), "limit": 2},
         "generation": {"max_new_tokens": 6, "batch_size": 2}, "output_dir": str(assets["root"] / "eval"),
-        "prepare": none, "progress": False,
+        "toy": none, "progress": False,
     }))
     assert len(outcome.records) == 2
     assert (checkpoint / "merged_hf" / "config.json").is_file()

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio_thinker.config import ConfigError, PrepareSection, _check_audio, build_section
+from audio_thinker.config import ConfigError, _check_audio, build_section
 from audio_thinker.data.audio import AudioConfig
 from audio_thinker.inference.backend import BACKENDS
 from audio_thinker.inference.options import GenerationOptions, VLLMOptions
 from audio_thinker.scoring.items import EVAL_BENCHMARKS, eval_benchmark_name
 from audio_thinker.inference.vllm import engine_kwargs
 from audio_thinker.prompts import PromptMode
+from audio_thinker.toy.prepare import ToySection
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ class EvalConfig:
     output_dir: str | None = None
     #: resume an existing run directory (false: refuse to touch a directory with records)
     resume: bool = True
-    #: build the embedded default's data/models when missing (as main_grpo does)
-    prepare: PrepareSection = field(default_factory=PrepareSection)
+    #: the demo assets (audio_thinker.toy.prepare.ToySection), built when missing as main_grpo
+    #: builds them; only those the model and benchmark paths name
+    toy: ToySection = field(default_factory=ToySection)
     #: show progress bars
     progress: bool = True
 
@@ -94,6 +96,7 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
 
         section = OmegaConf.to_container(section, resolve=True)
     data = {k: v for k, v in dict(section).items() if k != "hydra"}
+    toy = ToySection.load(data.pop("toy", None))
     try:
         cfg: EvalConfig = build_section(EvalConfig, data, "", root="")
     except ConfigError:
@@ -104,6 +107,7 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
         name = eval_benchmark_name(cfg.benchmark.name)
     except ValueError:
         raise _fail("benchmark.name", cfg.benchmark.name, EVAL_BENCHMARKS) from None
+    cfg = _replace(cfg, toy=toy)
     if name != cfg.benchmark.name:
         cfg = _replace(cfg, benchmark=_replace(cfg.benchmark, name=name))
     modes = [m.value for m in PromptMode]

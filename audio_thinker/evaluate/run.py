@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.config import ConfigError, PrepareSection
+from audio_thinker.config import ConfigError
 from audio_thinker.data.audio import AudioError, AudioStats, load_audio
 from audio_thinker.data.benchmarks import BenchmarkItem
 from audio_thinker.data.files import append_jsonl, atomic_write, repair_jsonl_tail
@@ -47,6 +47,7 @@ from audio_thinker.scoring.items import SYNTHETIC, load_eval_items
 from audio_thinker.scoring.records import EvalRecord, make_record
 from audio_thinker.scoring.results import RESULTS_FILE
 from audio_thinker.evaluate.config import EvalConfig
+from audio_thinker.toy.prepare import ToySection
 
 logger = logging.getLogger(__name__)
 
@@ -89,24 +90,24 @@ def default_output_dir(cfg: EvalConfig, label: str) -> Path:
     return Path("runs") / "eval" / label / f"{cfg.benchmark.name}{version}-{cfg.prompt_mode}"
 
 
-def needed_prepare(cfg: EvalConfig) -> PrepareSection:
-    """The part of ``cfg.prepare`` this run uses: build only what the model/benchmark paths name."""
-    p = cfg.prepare
+def needed_prepare(cfg: EvalConfig) -> ToySection:
+    """The part of ``cfg.toy`` this run uses: build only what the model/benchmark paths name."""
+    p = cfg.toy
 
     def same(a: str | None, b: str | None) -> bool:
         return bool(a and b) and Path(a).resolve() == Path(b).resolve()  # type: ignore[arg-type]
 
-    uses_model = same(cfg.model.path, p.primed_model) or same(cfg.model.path, p.tiny_model)
+    uses_model = same(cfg.model.path, p.warmstart_model) or same(cfg.model.path, p.tiny_model)
     uses_data = cfg.benchmark.name == SYNTHETIC and bool(p.synthetic_data) and (
         Path(cfg.benchmark.meta).resolve().parent == Path(p.synthetic_data).resolve()  # type: ignore[arg-type]
     )
-    primed = p.primed_model if same(cfg.model.path, p.primed_model) else None
-    return PrepareSection(
-        synthetic_data=p.synthetic_data if (uses_data or primed) else None,
+    warmstart = p.warmstart_model if same(cfg.model.path, p.warmstart_model) else None
+    return ToySection(
+        synthetic_data=p.synthetic_data if (uses_data or warmstart) else None,
         tiny_model=p.tiny_model if uses_model else None,
         tiny_arch=p.tiny_arch,
         tiny_judge=None,
-        primed_model=primed,
+        warmstart_model=warmstart,
     )
 
 
@@ -259,13 +260,13 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
     from audio_thinker.scoring.results import build_results, results_markdown, write_results
 
     started = time.time()
-    prepare = needed_prepare(cfg)
-    if any((prepare.synthetic_data, prepare.tiny_model, prepare.primed_model)):
-        from audio_thinker.main_grpo import prepare as build_missing
+    toy = needed_prepare(cfg)
+    if any((toy.synthetic_data, toy.tiny_model, toy.warmstart_model)):
+        from audio_thinker.toy.prepare import prepare
 
         # the demo's data and warm-start (adaptive rows): evaluation rebuilds every prompt for its own
         # mode from the rows' question and choices, so the rows' mode never matters here
-        build_missing(prepare, prompt_mode="adaptive")
+        prepare(toy, prompt_mode="adaptive")
 
     resolved = resolve_model(cfg.model.path, merged_dir=cfg.model.merged_dir)
     label = model_label(cfg, resolved)

@@ -18,10 +18,9 @@ Design decisions
   real ``[16, 24, 24]`` to ``[2, 3, 3]`` for ``head_dim=16``. Word embeddings are untied (as in both
   7B releases). Weights are float32; each directory is a few MB.
 * **Real special-token wiring, compact ids.** A 152k vocabulary would cost ~40 MB, so the tokenizer
-  is a byte-level BPE trained here (Qwen2's exact NFC normaliser + split regex + byte-level
-  pre-tokenizer, so ``Qwen2Tokenizer`` rebuilds it identically from ``vocab``/``merges``) on a
-  built-in English corpus (the prompt templates of :mod:`audio_thinker.prompts`, audio-QA words,
-  ``<think>``-style answers). The added tokens follow the BPE vocabulary in the real order, so
+  is a byte-level BPE trained offline (:mod:`audio_thinker.toy.tokenizer`: Qwen2's exact pipeline,
+  so ``Qwen2Tokenizer`` rebuilds it identically from ``vocab``/``merges``). The added tokens follow
+  the BPE vocabulary in the real order, so
   every special id keeps its real *offset* from ``<|endoftext|>`` (real 151643 + k == tiny
   ``BASE + k``): ``<|AUDIO|>`` is base+3, ``<|audio_bos|>`` base+4, Omni's ``<|IMAGE|>`` base+12...
   The configs point ``audio_token_index`` / ``audio_start_token_id`` / bos / eos / pad at those ids.
@@ -37,7 +36,8 @@ Design decisions
 * **Deterministic.** The tokenizer depends only on the built-in corpus; weights depend only on
   ``seed`` (``torch.manual_seed`` right before construction).
 * **Crash-safe.** :func:`ensure_tiny_model` builds into a sibling temp directory, writes the marker
-  file last, then renames into place, so a half-written directory is never mistaken for a model.
+  file last, then renames into place (:mod:`audio_thinker.toy.builds`), so a half-written directory
+  is never mistaken for a model.
 
 Note on the Omni thinker: for audio-only inputs (no image/video grids) ``get_rope_index`` returns
 plain sequential positions (copied on the 3 M-RoPE axes); ``audio_seqlens`` (=
@@ -47,42 +47,32 @@ plain sequential positions (copied on the 3 M-RoPE axes); ``audio_seqlens`` (=
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audio_thinker.toy.builds import build_dir, init_model, is_replaceable, quiet_hub, read_marker
+from audio_thinker.toy.tokenizer import REASONING_TOKENS, token_ids, train_bpe
+
 __all__ = [
-    "ARCHS", "MARKER", "REASONING_TOKENS", "SPECS", "TinySpec", "build_config", "build_model",
+    "ARCHS", "MARKER", "OUTPUT_NAMES", "REASONING_TOKENS", "SPECS", "TinySpec", "build_config", "build_model",
     "build_processor", "build_tiny_model", "build_tokenizer", "ensure_tiny_model", "generation_config",
-    "get_spec", "is_complete", "main", "token_ids",
+    "get_spec", "is_complete", "main", "read_tiny_marker", "replaceable", "token_ids",
 ]
 
 #: Written last by a build: its presence (with the right arch/seed) marks a complete directory.
 MARKER = "tiny_model_complete.json"
 #: Every file a build writes (and legacy/real-layout names): what a half-written build may hold.
-_OUTPUT_NAMES = frozenset({
+OUTPUT_NAMES = frozenset({
     MARKER, "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
     "tokenizer_config.json", "processor_config.json", "preprocessor_config.json",
     "video_preprocessor_config.json", "chat_template.jinja", "chat_template.json",
     "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
 })
 SAMPLING_RATE = 16_000
-
-_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-#: BPE vocabulary size (256 byte symbols + merges); the added tokens come after it.
-BPE_VOCAB_SIZE = 1024
-#: Reasoning-format tags: single, non-special ids (kept by ``skip_special_tokens`` decoding).
-REASONING_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 
 #: Qwen2-Audio-7B-Instruct added tokens, in id order (real ids 151643..151648).
 _QWEN2_AUDIO_SPECIALS = (
@@ -175,97 +165,8 @@ def get_spec(arch: str) -> TinySpec:
 
 
 # ----------------------------------------------------------------------------------------------
-# Tokenizer
+# Tokenizer, processor
 # ----------------------------------------------------------------------------------------------
-
-_SOUNDS = (
-    "dog barking", "cat meowing", "car horn", "engine idling", "police siren", "male speech",
-    "female speech", "child laughing", "baby crying", "rain falling", "thunder", "wind blowing",
-    "birds chirping", "water running", "footsteps", "door knocking", "bell ringing", "clock ticking",
-    "alarm beeping", "piano music", "acoustic guitar", "drums", "violin", "people singing",
-    "crowd cheering", "applause", "glass breaking", "typing on a keyboard", "train passing",
-    "airplane flying", "phone ringing", "dishes clattering", "a cough", "whistling", "silence",
-    "a pure tone", "white noise", "an orchestra", "electronic music", "a helicopter",
-)
-_QUESTIONS = (
-    "What is the main sound event in the audio?", "Which sound is heard first?",
-    "How many times does the {s} occur?", "Is the speaker male or female?",
-    "What emotion does the speaker express?", "What instrument is playing?",
-    "Where was this audio most likely recorded?", "Which tone is higher?",
-    "Is the {s} louder at the beginning or at the end?", "What is the genre of the music?",
-    "How many speakers are there?", "What happens after the {s}?",
-    "Does the audio contain speech?", "What is the tempo of the music?",
-)
-_EXTRA_TEXT = (
-    "You are a helpful assistant.", "system", "user", "assistant", "Audio 1:", "Audio 2:",
-    "yes no true false first second third last before after louder quieter higher lower faster "
-    "slower happy sad angry neutral calm excited fearful surprised indoor outdoor street park "
-    "kitchen office concert hall forest beach stadium classical jazz rock pop hip hop blues",
-    "zero one two three four five six seven eight nine ten eleven twelve twenty hundred",
-    "seconds second minutes frequency hertz pitch loudness volume duration rhythm melody speech",
-    "The recording is noisy and the background contains traffic, voices and distant music. A man "
-    "says hello, a woman answers quietly, and then a loud bang interrupts them. The listener must "
-    "count the events, compare their order, estimate how long each one lasts, describe the scene "
-    "and decide which option matches the evidence best. Because the sound repeats twice, the "
-    "correct choice is the second one; otherwise it would be the first. Let me think step by step.",
-    "animal vehicle instrument environment nature human voice conversation announcement narration "
-    "whisper shout scream sigh breath snore sneeze chewing walking running jumping closing opening "
-    "falling hitting scraping rustling buzzing humming ringing beeping tapping clapping knocking",
-)
-
-
-def _training_corpus() -> list[str]:
-    """The built-in English corpus the tiny BPE is trained on (deterministic, ~100 KB)."""
-    from audio_thinker import prompts
-
-    texts: list[str] = [
-        prompts.CAPTION_TEMPLATE, prompts.ADAPTIVE_SHORT_INSTRUCTION, *prompts.INSTRUCTIONS.values(),
-        *_EXTRA_TEXT, *_EXTRA_TEXT,
-    ]
-    for i, template in enumerate(_QUESTIONS * 3):
-        sound, other = _SOUNDS[i % len(_SOUNDS)], _SOUNDS[(7 * i + 3) % len(_SOUNDS)]
-        question = template.format(s=sound)
-        choices = [sound, other, "none of them", str(i % 10)]
-        for mode in prompts.PromptMode:  # chat turns as the templates lay them out
-            user = prompts.build_user_prompt(question, choices, mode=mode)
-            texts.append(f"system\nYou are a helpful assistant.\nuser\nAudio 1: \n{user}\nassistant\n")
-        texts.append(prompts.build_cot_generation_prompt(
-            caption=f"The clip starts with {sound}, followed by {other} after {i % 9 + 1} seconds.",
-            question=question, choices=choices, answer=sound,
-        ))
-        texts.append(
-            f"<think>The audio starts with {sound}. After about {i % 9 + 1} seconds there is "
-            f"{other}. The question asks: {question} So the answer is {sound}.</think>"
-            f"<answer>{sound}</answer>"
-        )
-        texts.append(f"<answer>{other}</answer>")
-    texts.extend(f"{n} {n * 7 % 1000} {n / 4:.2f}" for n in range(1000))
-    return texts
-
-
-def _train_bpe(specials: Sequence[str], plain_added: Sequence[str]) -> Any:
-    """Train Qwen2's byte-level BPE pipeline on the corpus and append the added tokens in order."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB_SIZE, min_frequency=2, show_progress=False, special_tokens=[],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(_training_corpus(), trainer=trainer)
-    if tokenizer.get_vocab_size() != BPE_VOCAB_SIZE:
-        raise RuntimeError(f"BPE reached {tokenizer.get_vocab_size()} < {BPE_VOCAB_SIZE} tokens")
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    plain = [*plain_added, *REASONING_TOKENS]
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in plain])
-    return tokenizer
 
 
 def build_tokenizer(arch: str) -> Any:
@@ -275,28 +176,12 @@ def build_tokenizer(arch: str) -> Any:
     spec = get_spec(arch)
     named = _OMNI_NAMED_TOKENS if arch == "qwen2_5_omni_thinker" else {}
     return Qwen2Tokenizer(
-        tokenizer_object=_train_bpe(spec.specials, spec.plain_added),
+        tokenizer_object=train_bpe(spec.specials, spec.plain_added),
         bos_token=None, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         extra_special_tokens=list(spec.specials[1:]), chat_template=spec.chat_template,
         model_max_length=spec.model_max_length, errors="replace", split_special_tokens=False,
         clean_up_tokenization_spaces=False, **named,
     )
-
-
-def token_ids(tokenizer: Any, tokens: Sequence[str]) -> dict[str, int]:
-    """``{token: id}``, checking that each token is ONE id of the tokenizer's vocabulary."""
-    ids: dict[str, int] = {}
-    for token in tokens:
-        encoded = tokenizer.encode(token, add_special_tokens=False)
-        if len(encoded) != 1:
-            raise ValueError(f"{token!r} is not a single token: {encoded}")
-        ids[token] = encoded[0]
-    return ids
-
-
-# ----------------------------------------------------------------------------------------------
-# Processor
-# ----------------------------------------------------------------------------------------------
 
 
 def _feature_extractor(spec: TinySpec) -> Any:
@@ -423,18 +308,14 @@ def generation_config(tokenizer: Any) -> Any:
 
 def build_model(arch: str, config: Any, *, seed: int) -> Any:
     """Randomly initialised float32 model of ``config``; the weights depend only on ``seed``."""
-    import torch
     import transformers
 
-    model_class = getattr(transformers, get_spec(arch).model_class)
-    torch.manual_seed(seed)
-    return model_class(config).to(torch.float32).eval()
+    return init_model(getattr(transformers, get_spec(arch).model_class), config, seed=seed)
 
 
 def _write(arch: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
-    """Build tokenizer, processor and model of ``arch`` and save them all into ``out_dir``."""
+    """Build tokenizer, processor and model of ``arch``, save them into ``out_dir``; the marker record."""
     import transformers
-    from transformers.utils import logging as hf_logging
 
     started = time.perf_counter()
     tokenizer = build_tokenizer(arch)
@@ -442,14 +323,9 @@ def _write(arch: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
     config = build_config(arch, tokenizer)
     model = build_model(arch, config, seed=seed)
     model.generation_config = generation_config(tokenizer)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_hub():
         processor.save_pretrained(out_dir)
         model.save_pretrained(out_dir)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     return {
         "arch": arch, "seed": seed, "model_class": get_spec(arch).model_class,
         "num_parameters": sum(p.numel() for p in model.parameters()),
@@ -458,72 +334,28 @@ def _write(arch: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
     }
 
 
-def _marker(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(out_dir) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+def read_tiny_marker(out_dir: str | Path) -> dict[str, Any] | None:
+    """The :data:`MARKER` record of a tiny build (the tiny judge's too), or None."""
+    return read_marker(out_dir, MARKER)
 
 
 def is_complete(out_dir: str | Path, *, arch: str, seed: int) -> bool:
     """Whether ``out_dir`` holds a finished build of ``arch`` with ``seed`` (its marker says so)."""
-    marker = _marker(Path(out_dir))
+    marker = read_tiny_marker(out_dir)
     return bool(marker) and marker.get("arch") == arch and marker.get("seed") == seed
 
 
-def _replaceable(out_dir: Path) -> bool:
-    """Only our own (possibly half-written) outputs may be deleted: never a foreign directory."""
-    if not out_dir.exists():
-        return True
-    if not out_dir.is_dir():
-        return False
-    names = {p.name for p in out_dir.iterdir()}
-    return MARKER in names or names <= _OUTPUT_NAMES
-
-
-def install_dir(staging: Path, out_dir: Path, *, done: Callable[[], bool], replaceable: Callable[[Path], bool],
-                what: str) -> None:
-    """Rename the finished ``staging`` directory to ``out_dir`` (replacing an older build).
-
-    ``done()`` says that a concurrent builder already installed an acceptable build (it is kept);
-    ``replaceable(out_dir)`` guards against deleting a directory this tool did not write.
-    Shared by the tiny models, the tiny judge and the format warm-start.
-    """
-    for _ in range(3):
-        if done():
-            return  # a concurrent builder finished first: keep theirs
-        if not replaceable(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a {what} directory: not replacing it")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        try:
-            os.replace(staging, out_dir)
-            return
-        except OSError:  # someone re-created out_dir in between: look again
-            continue
-    raise RuntimeError(f"could not move the {what} into {out_dir}")
-
-
-def _install(staging: Path, out_dir: Path, *, keep_complete: bool, arch: str, seed: int) -> None:
-    """:func:`install_dir` for a tiny model of ``arch`` / ``seed``."""
-    install_dir(staging, out_dir, done=lambda: keep_complete and is_complete(out_dir, arch=arch, seed=seed),
-                replaceable=_replaceable, what="tiny-model")
+def replaceable(out_dir: Path) -> bool:
+    """Only our own (possibly half-written) tiny builds may be deleted: never a foreign directory."""
+    return is_replaceable(out_dir, marker=MARKER, outputs=OUTPUT_NAMES)
 
 
 def _build(arch: str, out_dir: str | Path, *, seed: int, keep_complete: bool) -> Path:
     get_spec(arch)
-    out_dir = Path(out_dir).absolute()
-    if not _replaceable(out_dir):
-        raise FileExistsError(f"{out_dir} exists and is not a tiny-model directory: not replacing it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        staging.chmod(0o755)
-        info = _write(arch, staging, seed=seed)
-        (staging / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        _install(staging, out_dir, keep_complete=keep_complete, arch=arch, seed=seed)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    return build_dir(
+        out_dir, lambda staging: _write(arch, staging, seed=seed), marker=MARKER, replaceable=replaceable,
+        done=lambda: keep_complete and is_complete(out_dir, arch=arch, seed=seed), what="tiny-model",
+    )
 
 
 def build_tiny_model(arch: str, out_dir: str | Path, *, seed: int = 0) -> Path:
@@ -578,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    info = _marker(out) or {}
+    info = read_tiny_marker(out) or {}
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     print(f"{args.arch}: {info.get('num_parameters')} parameters, vocab {info.get('vocab_size')}, "
           f"{size_mb:.1f} MB, built in {info.get('build_seconds')} s -> {out}")

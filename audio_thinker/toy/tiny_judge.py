@@ -18,7 +18,8 @@ Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME
     judge prompts (:func:`audio_thinker.rewards.judge_prompts.build_judge_prompt`, both kinds, on
     made-up questions, choices and reasonings), each followed by a verdict line drawn at random
     (`` Yes\\n`` / `` No\\n``; `` 0.0\\n`` .. `` 1.0\\n``, the form of the prompts' few-shot
-    examples), with the loss on the verdict tokens only. Like the policy's format warm-start
+    examples), with the loss on the verdict tokens only (the training loop is
+    :func:`audio_thinker.toy.loop.fit`, shared with the policy's warm-start). Like the policy's format warm-start
     (:mod:`audio_thinker.toy.warmstart`) it teaches the FORMAT, not the judgement: the verdicts
     it learns carry no information about the case (greedy decoding gives the same verdict for
     nearly every prompt). After priming, the greedy continuations (the judge pool's generation,
@@ -34,12 +35,11 @@ Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME
     fresh prompts parse, every consistency verdict is `` Yes`` or `` No``, and the quality verdict
     is well-formed for 4 of them (seed 0, the default, included) and `` 0.0.0.0`` for the others.
 
-The tokenizer reuses :mod:`audio_thinker.toy.tiny`'s locally trained byte-level BPE (Qwen2's
-normaliser, split regex and byte-level pre-tokenizer) with Qwen3's added tokens appended in the
-real order, so each keeps its real offset from ``<|endoftext|>`` (``<think>`` is base + 24 as in
+The tokenizer is the tiny models' locally trained byte-level BPE (:mod:`audio_thinker.toy.tokenizer`)
+with Qwen3's added tokens appended in the real order, so each keeps its real offset from ``<|endoftext|>`` (``<think>`` is base + 24 as in
 Qwen3's 151667 = 151643 + 24). As in the real *base* model, ``<|endoftext|>`` is eos and pad.
 The build is crash-safe and deterministic exactly like the audio tiny models (same marker file,
-same staging-directory rename), with ``arch`` recorded as :data:`JUDGE_ARCH` and ``prime_steps``
+same staging-directory rename: :mod:`audio_thinker.toy.builds`), with ``arch`` recorded as :data:`JUDGE_ARCH` and ``prime_steps``
 recorded too: :func:`ensure_tiny_judge` rebuilds a directory whose ``seed`` or ``prime_steps``
 differs (a marker from before priming existed counts as ``prime_steps`` 0).
 """
@@ -47,18 +47,18 @@ differs (a marker from before priming existed counts as ``prime_steps`` 0).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.toy.tiny import MARKER, _replaceable, _train_bpe, install_dir, is_complete, token_ids
+from audio_thinker.toy.builds import build_dir, init_model, quiet_hub
+from audio_thinker.toy.loop import fit, loss_figures
+from audio_thinker.toy.tiny import MARKER, is_complete, read_tiny_marker, replaceable
+from audio_thinker.toy.tokenizer import token_ids, train_bpe
 
 __all__ = [
     "DEMO_PRIME_STEPS", "JUDGE_ARCH", "build_judge_config", "build_judge_tokenizer", "build_tiny_judge",
@@ -68,7 +68,7 @@ __all__ = [
 #: ``arch`` written into the marker file of a tiny judge build
 JUDGE_ARCH = "qwen3_judge"
 
-#: verdict-format priming steps of the demo judge (``audio_thinker.prepare`` in the tiny_cpu preset)
+#: verdict-format priming steps of the demo judge (what ``audio_thinker.toy.prepare`` builds)
 DEMO_PRIME_STEPS = 80
 #: judge prompts per priming step (half consistency, half quality) and AdamW's peak learning rate
 PRIME_BATCH_SIZE = 4
@@ -82,7 +82,7 @@ _QWEN3_SPECIALS = (
     "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
     "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
 )
-#: ... then plain ones (151657..151666); ``_train_bpe`` appends ``<think>``/``</think>`` (151667/8)
+#: ... then plain ones (151657..151666); ``train_bpe`` appends ``<think>``/``</think>`` (151667/8)
 #: and ``<answer>``/``</answer>`` (not in Qwen3; harmless extra ids) after these.
 _QWEN3_PLAIN_ADDED = (
     "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
@@ -97,7 +97,7 @@ def build_judge_tokenizer() -> Any:
     from transformers import Qwen2Tokenizer
 
     return Qwen2Tokenizer(
-        tokenizer_object=_train_bpe(_QWEN3_SPECIALS, _QWEN3_PLAIN_ADDED),
+        tokenizer_object=train_bpe(_QWEN3_SPECIALS, _QWEN3_PLAIN_ADDED),
         bos_token=None, unk_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
         extra_special_tokens=list(_QWEN3_SPECIALS[1:]), model_max_length=_MAX_POSITIONS,
         errors="replace", split_special_tokens=False, clean_up_tokenization_spaces=False,
@@ -193,55 +193,53 @@ def _judge_prompts(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return [(kinds[i % 2], build_judge_prompt(kinds[i % 2], **_synthetic_case(rng))) for i in range(n)]
 
 
-def _prime(model: Any, tokenizer: Any, *, steps: int, seed: int) -> dict[str, Any]:
-    """Teach the random judge the verdict FORMAT: AdamW on (judge prompt, random verdict) pairs.
+def _verdict_loss(model: Any, tokenizer: Any, rows: Sequence[tuple[list[int], list[int]]]) -> Any:
+    """Cross-entropy of the verdict tokens of ``rows`` ((prompt ids, verdict ids) pairs).
 
-    The loss covers the verdict tokens only; their logits are computed at those positions alone
-    (the language-model head over a thousand prompt positions would dominate each step).
+    Their logits are computed at those positions alone (the language-model head over a thousand
+    prompt positions would dominate each step).
     """
+    import torch
+
+    pad = int(tokenizer.pad_token_id)
+    width = max(len(p) + len(t) for p, t in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    where_b, where_t, labels = [], [], []
+    for b, (prompt_ids, target_ids) in enumerate(rows):  # right padding: positions start at 0
+        seq = prompt_ids + target_ids
+        ids[b, : len(seq)] = torch.tensor(seq)
+        mask[b, : len(seq)] = 1
+        for j, token in enumerate(target_ids):
+            where_b.append(b)
+            where_t.append(len(prompt_ids) + j - 1)  # the position that predicts ``token``
+            labels.append(token)
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    logits = model.lm_head(hidden[torch.tensor(where_b), torch.tensor(where_t)])
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
+
+
+def _prime(model: Any, tokenizer: Any, *, steps: int, seed: int) -> dict[str, Any]:
+    """Teach the random judge the verdict FORMAT: AdamW on (judge prompt, random verdict) pairs."""
     import torch
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=PRIME_LR, weight_decay=0.0)
-    warmup = max(1, steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.1, 1.0 - step / steps))
-    pad = int(tokenizer.pad_token_id)
-    model.train()
-    losses: list[float] = []
-    for _ in range(steps):
+
+    def batch_loss(step: int) -> Any:
         rows = []
         for kind, prompt in _judge_prompts(rng, PRIME_BATCH_SIZE):
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             target_ids = tokenizer(_verdict_target(kind, rng), add_special_tokens=False)["input_ids"]
             rows.append((prompt_ids, target_ids))
-        width = max(len(p) + len(t) for p, t in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        where_b, where_t, labels = [], [], []
-        for b, (prompt_ids, target_ids) in enumerate(rows):  # right padding: positions start at 0
-            seq = prompt_ids + target_ids
-            ids[b, : len(seq)] = torch.tensor(seq)
-            mask[b, : len(seq)] = 1
-            for j, token in enumerate(target_ids):
-                where_b.append(b)
-                where_t.append(len(prompt_ids) + j - 1)  # the position that predicts ``token``
-                labels.append(token)
-        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        logits = model.lm_head(hidden[torch.tensor(where_b), torch.tensor(where_t)])
-        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-    model.eval()
-    tail = losses[-max(1, len(losses) // 10):]
-    return {"steps": steps, "batch_size": PRIME_BATCH_SIZE, "lr": PRIME_LR,
-            "loss_first": round(losses[0], 4), "loss_last_10pct_mean": round(sum(tail) / len(tail), 4)}
+        return _verdict_loss(model, tokenizer, rows)
+
+    warmup = max(1, steps // 10)
+    losses = fit(
+        model, [p for p in model.parameters() if p.requires_grad], batch_loss, steps=steps, lr=PRIME_LR,
+        lr_factor=lambda step: min(1.0, (step + 1) / warmup) * max(0.1, 1.0 - step / steps),
+    )
+    return {"steps": steps, "batch_size": PRIME_BATCH_SIZE, "lr": PRIME_LR, **loss_figures(losses)}
 
 
 def measure_parse_rate(model: Any, tokenizer: Any, *, n: int = 32, seed: int = 0) -> dict[str, float]:
@@ -280,16 +278,14 @@ def measure_parse_rate(model: Any, tokenizer: Any, *, n: int = 32, seed: int = 0
 
 
 def _write(out_dir: Path, *, seed: int, prime_steps: int = 0) -> dict[str, Any]:
-    import torch
+    """Build (and prime) the judge, save it into ``out_dir``; the marker record."""
     import transformers
     from transformers import GenerationConfig, Qwen3ForCausalLM
-    from transformers.utils import logging as hf_logging
 
     started = time.perf_counter()
     tokenizer = build_judge_tokenizer()
     config = build_judge_config(tokenizer)
-    torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config).to(torch.float32).eval()
+    model = init_model(Qwen3ForCausalLM, config, seed=seed)
     eos = config.eos_token_id
     model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     info: dict[str, Any] = {"prime_steps": prime_steps}
@@ -301,14 +297,9 @@ def _write(out_dir: Path, *, seed: int, prime_steps: int = 0) -> dict[str, Any]:
         info["parse_rate"] = measure_parse_rate(model, tokenizer, n=PRIME_EVAL_PROMPTS, seed=seed)
         info["parse_rate"]["prompts"] = PRIME_EVAL_PROMPTS
         info["parse_rate"]["seconds"] = round(time.perf_counter() - measured, 3)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_hub():
         tokenizer.save_pretrained(out_dir)
         model.save_pretrained(out_dir)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     return {
         "arch": JUDGE_ARCH, "seed": seed, "model_class": "Qwen3ForCausalLM",
         "num_parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
@@ -324,37 +315,20 @@ def is_complete_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 
     """
     if not is_complete(out_dir, arch=JUDGE_ARCH, seed=seed):
         return False
-    try:
-        marker = json.loads((Path(out_dir) / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return marker.get("prime_steps", 0) == prime_steps
-
-
-def _install_judge(staging: Path, out_dir: Path, *, keep_complete: bool, seed: int, prime_steps: int) -> None:
-    """:func:`audio_thinker.toy.tiny.install_dir`; a concurrent build only counts when its
-    ``prime_steps`` matches too."""
-    install_dir(staging, out_dir,
-                done=lambda: keep_complete and is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps),
-                replaceable=_replaceable, what="tiny-model")
+    marker = read_tiny_marker(out_dir)
+    return marker is not None and marker.get("prime_steps", 0) == prime_steps
 
 
 def _build(out_dir: str | Path, *, seed: int, prime_steps: int, keep_complete: bool) -> Path:
+    """:func:`audio_thinker.toy.builds.build_dir`; a concurrent build only counts when its
+    ``prime_steps`` matches too."""
     if prime_steps < 0:
         raise ValueError(f"prime_steps must be >= 0, got {prime_steps!r}")
-    out_dir = Path(out_dir).absolute()
-    if not _replaceable(out_dir):
-        raise FileExistsError(f"{out_dir} exists and is not a tiny-model directory: not replacing it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        staging.chmod(0o755)
-        info = _write(staging, seed=seed, prime_steps=prime_steps)
-        (staging / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        _install_judge(staging, out_dir, keep_complete=keep_complete, seed=seed, prime_steps=prime_steps)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    return build_dir(
+        out_dir, lambda staging: _write(staging, seed=seed, prime_steps=prime_steps), marker=MARKER,
+        replaceable=replaceable, what="tiny-model",
+        done=lambda: keep_complete and is_complete_judge(out_dir, seed=seed, prime_steps=prime_steps),
+    )
 
 
 def build_tiny_judge(out_dir: str | Path, *, seed: int = 0, prime_steps: int = 0) -> Path:
@@ -392,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    info = json.loads((out / MARKER).read_text())
+    info = read_tiny_marker(out) or {}
     print(f"{JUDGE_ARCH}: {info['num_parameters']} parameters, vocab {info['vocab_size']}, "
           f"built in {info['build_seconds']} s -> {out}")
     if info.get("prime_steps"):
