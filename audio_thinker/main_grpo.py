@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from audio_thinker.cli import check_or_exit, latest_checkpoint
 from audio_thinker.config import AudioThinkerConfig, ConfigError, load_config

@@ -292,7 +292,7 @@ def _grad_norm(module: Any) -> float:
     return float(sum(norms) ** 0.5) if norms else 0.0
 
 
-def _audio_tower(model: torch.nn.Module) -> torch.nn.Module:
+def _audio_tower(model: Any) -> Any:
     """The audio encoder: a top-level attribute in transformers 5.9, under ``model.model`` in later releases."""
     for owner in (model, getattr(model, "model", None)):
         tower = getattr(owner, "audio_tower", None)

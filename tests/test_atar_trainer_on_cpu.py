@@ -28,8 +28,6 @@ from audio_thinker.main_grpo import TRAINER_MODE
 from audio_thinker.rewards.combine import compute_rewards, score_response
 from audio_thinker.rewards.verdict import JudgeFailure
 from audio_thinker.verl_ext.reward_manager import (
-    CONSISTENCY_KEY,
-    QUALITY_KEY,
     build_response_info,
     judge_info,
     judgements_from_info,

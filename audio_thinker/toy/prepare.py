@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.config import ConfigError, _build
+from audio_thinker.config import ConfigError, build_section
 from audio_thinker.toy.tiny import ARCHS
 
 __all__ = ["ToySection", "prepare"]
@@ -76,7 +76,7 @@ class ToySection:
         for old, new in _RENAMED.items():
             if isinstance(section, Mapping) and old in section:
                 raise ConfigError(f"toy.{old} is now toy.{new}: rename the key")
-        return _build(cls, section, "", root="toy")
+        return build_section(cls, section, "", root="toy")
 
 
 def prepare(section: ToySection, *, prompt_mode: str) -> None:
