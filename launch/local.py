@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n[local] interrupted", file=sys.stderr, flush=True)
         code = 130
     except Exception as error:
-        print(f"[local] error: {error}", file=sys.stderr, flush=True)
+        print(f"[local] error: {spec.redact(str(error))}", file=sys.stderr, flush=True)
         code = 1
     finally:
         try:

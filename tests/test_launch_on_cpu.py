@@ -190,6 +190,94 @@ def test_exclude_patterns_follow_gitignore_rules(tmp_path):
     assert sorted(ray_files) == sorted(job_env.package_files(REPO, excludes))
 
 
+SECRET_FILES = (".env", ".env.local", "conf/prod.env", "server.key", "certs/ca.pem", "secrets/token.txt",
+                "pkg/secrets/nested.json", "home/id_rsa", "home/id_rsa.pub", "home/id_ed25519", "client.p12",
+                ".netrc")
+PLAIN_FILES = ("keep.py", "environment.yml", "pkg/envs.py", "docs/keys.md", "pkg/secret_sharing.py")
+
+
+def test_secret_files_are_never_uploaded(tmp_path):
+    """Dot-env files, keys, certificates and secrets/ stay out of the working_dir upload, with the
+    repository's runtime_env file and with one that lists no excludes at all."""
+    for path in SECRET_FILES + PLAIN_FILES:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    for base in (job_env.load_runtime_env_file(), {"working_dir": "."}):
+        env = job_env.build_runtime_env(base, repo=tmp_path)
+        uploaded = {f.relative_to(tmp_path).as_posix() for f in job_env.package_files(tmp_path, env["excludes"])}
+        assert uploaded == set(PLAIN_FILES), (base.get("excludes") is not None, sorted(uploaded))
+    # `ray job submit --runtime-env launch/runtime_env.yaml` reads the file alone: it lists them all
+    assert set(job_env.SECRET_EXCLUDES) <= set(job_env.load_runtime_env_file()["excludes"])
+    try:  # Ray's own (private) walker, which does the real upload: the same files
+        from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+    except ImportError:
+        return
+    excludes = job_env.load_runtime_env_file()["excludes"]
+    ray_files: list[Path] = []
+    _dir_travel(tmp_path, [_get_excludes(tmp_path, list(excludes))],
+                lambda p: ray_files.append(p) if p.is_file() and not p.is_symlink() else None,
+                include_gitignore=False)
+    assert {f.relative_to(tmp_path).as_posix() for f in ray_files} == set(PLAIN_FILES)
+
+
+SECRET = "sk-live-" + "5f1c0d9a7b3e4c2a"
+
+
+def test_env_values_are_masked_in_the_plan(capsys):
+    import submit
+
+    env = [f"OPENAI_API_KEY={SECRET}", "HF_HOME=/shared/hf", "PLAIN=visible-by-name-only"]
+    spec = job_spec.prepare_job(_args(env=env), [])
+    assert spec.runtime_env["env_vars"]["OPENAI_API_KEY"] == SECRET  # the job still gets it
+    plan = spec.describe()
+    shown = json.loads(plan.split("runtime_env: ", 1)[1].splitlines()[0])["env_vars"]
+    assert shown["OPENAI_API_KEY"] == shown["HF_HOME"] == shown["PLAIN"] == "***"
+    assert shown["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1"  # launch/runtime_env.yaml's values stay visible
+    assert SECRET not in plan and "/shared/hf" not in plan and "visible-by-name-only" not in plan
+    assert submit.main(["--dry-run", "--no-validate", *[a for e in env for a in ("--env", e)]]) == 0
+    with pytest.raises(job_spec.LaunchError) as error:  # a pasted value without KEY= is not echoed
+        job_spec.prepare_job(_args(env=[SECRET]), [])
+    assert "write KEY=VALUE" in str(error.value)
+    out = capsys.readouterr()
+    assert "OPENAI_API_KEY" in out.out and "***" in out.out
+    assert SECRET not in out.out + out.err + str(error.value)
+
+
+class _JobsAPI:
+    """Ray's JobSubmissionClient as run_job uses it, for a job that prints one of its env values."""
+
+    def __init__(self, value: str, refuse: bool = False):
+        self.value, self.refuse = value, refuse
+
+    def submit_job(self, **kwargs):
+        if self.refuse:
+            raise RuntimeError(f"Request failed with status code 400: bad runtime_env {kwargs['runtime_env']}")
+        return "raysubmit_1"
+
+    async def tail_job_logs(self, job_id):
+        yield f"step 1\nthe key is {self.value}\n"
+
+    def get_job_info(self, job_id):
+        status = SimpleNamespace(value="FAILED", is_terminal=lambda: True)
+        return SimpleNamespace(status=status, driver_exit_code=1, runtime_env={},
+                               message=f"Job entrypoint failed: env {{'OPENAI_API_KEY': '{self.value}'}}")
+
+    def get_job_logs(self, job_id):
+        return f"step 1\nthe key is {self.value}\n"
+
+
+def test_env_values_are_masked_in_the_job_log_and_status(tmp_path, capsys):
+    spec = job_spec.prepare_job(_args(env=[f"OPENAI_API_KEY={SECRET}"], dry_run=False), [])
+    log = tmp_path / "job.log"
+    assert job_client.run_job(_JobsAPI(SECRET), spec, log_file=log) == 1
+    with pytest.raises(job_spec.LaunchError, match="the cluster refused the job") as refused:
+        job_client.run_job(_JobsAPI(SECRET, refuse=True), spec, log_file=log)
+    out = capsys.readouterr()
+    assert "the key is ***" in out.out and "the key is ***" in log.read_text()
+    assert "'OPENAI_API_KEY': '***'" in out.out
+    assert SECRET not in out.out + out.err + log.read_text() + str(refused.value)
+
+
 def test_pip_policy_pins_the_direct_dependencies():
     packages = job_env.pip_packages(["gpu"])
     assert "verl[verl-core]==0.9.1" in packages and "vllm==0.24.0" in packages
