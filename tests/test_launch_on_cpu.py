@@ -10,6 +10,7 @@ logged step, collect the logs, stop only that cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -324,6 +325,10 @@ def test_kuberay_rayjob_manifest():
     assert runtime_env["env_vars"]["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1"
     cluster = spec["rayClusterSpec"]
     assert "headGroupSpec" in cluster and cluster["headGroupSpec"]["rayStartParams"]
+    # Ray's token authentication on every port; no Ray Client port
+    assert cluster["authOptions"] == {"mode": "token"}
+    head_ports = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
+    assert 10001 not in [port["containerPort"] for port in head_ports]
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
     gpu, judge = groups["gpu-workers"], groups["judge-workers"]
     container = gpu["template"]["spec"]["containers"][0]
@@ -345,6 +350,9 @@ def test_sbatch_script_is_valid_bash_and_polls_instead_of_sleeping():
     code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in code if "sleep" in line.split()], "no fixed sleeps"
     assert "judge_node" in text and "--head" in text and "--block" in text
+    # Ray's token authentication by default, with a fresh per-job token file only the user can read
+    assert "export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}" in code
+    assert "umask 077" in text and 'RAY_AUTH_TOKEN_PATH="$RUN_DIR/auth_token"' in text
     for path in LAUNCH.rglob("*"):
         if path.is_file() and path.suffix in (".py", ".yaml", ".sbatch", ".md"):
             long = [i for i, line in enumerate(path.read_text().splitlines(), 1) if len(line) > 110]
@@ -367,7 +375,7 @@ def _not_in_default_address_file(gcs_address: str) -> bool:
 @pytest.fixture(scope="module")
 def other_cluster():
     """A running cluster unrelated to the ones the launchers start: it must survive every test."""
-    cluster = local.LocalCluster(num_cpus=1, log=lambda *a: None)
+    cluster = local.LocalCluster(num_cpus=1, log=lambda *a: None, loopback=False)  # takes worker nodes
     with cluster:
         daemons = [pid for pid in cluster.pids()
                    if any(name in _cmdline(pid) for name in ("gcs_server", "raylet"))]
@@ -415,6 +423,39 @@ def test_ray_refuses_num_cpus_inside_a_job(other_cluster):
     assert _wait_until(lambda: client.get_job_status(job).is_terminal(), 120, 0.5)
     assert str(client.get_job_status(job).value) == "FAILED"
     assert "num_cpus and num_gpus must not be provided" in client.get_job_logs(job)
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def test_the_private_local_cluster_listens_on_loopback_only(other_cluster):
+    """local.py's cluster (the default, loopback=True): every listening port of every process of it
+    is on 127.0.0.1, and its workers see 127.0.0.1 as the node IP (what TransferQueue binds)."""
+    import psutil
+
+    probe = ("import ray; ray.init(); f = ray.remote(lambda: ray.util.get_node_ip_address()); "
+             "print('node ip', ray.get(f.remote()))")
+    with local.LocalCluster(num_cpus=1, log=lambda *a: None) as cluster:
+        client = cluster.job_client()
+        job = client.submit_job(entrypoint=f"{shlex.quote(PY)} -c {shlex.quote(probe)}")
+        assert _wait_until(lambda: client.get_job_status(job).is_terminal(), 120, 0.5)
+        assert "node ip 127.0.0.1" in client.get_job_logs(job), client.get_job_logs(job)[-2000:]
+        listening = []
+        for pid in cluster.pids():
+            try:
+                proc = psutil.Process(pid)
+                listening += [(c.laddr.ip, c.laddr.port, proc.name()) for c in proc.net_connections(kind="tcp")
+                              if c.status == psutil.CONN_LISTEN]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        assert {"gcs_server", "raylet"} <= {name for _, _, name in listening}, listening
+        exposed = sorted(s for s in listening if not _is_loopback(s[0]))
+        assert not exposed, f"listening beyond loopback (address, port, process): {exposed}"
+        with pytest.raises(RuntimeError, match="loopback=False"):
+            cluster.add_node()
+    _assert_alive(other_cluster)
 
 
 def test_submit_cli_returns_the_jobs_exit_status(other_cluster, tmp_path):
