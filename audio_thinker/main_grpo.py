@@ -176,7 +176,9 @@ def local_cluster_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def confine_local_cluster() -> None:
     """Add :func:`local_cluster_env` to ``os.environ`` (inherited by every Ray process this one
-    starts). Ray reads the switch when it is imported, so this runs before anything imports Ray."""
+    starts). Ray reads the switch when it is imported, and hydra imports verl (hence Ray) while it
+    composes the config (``pkg://verl.trainer.config``), so ``python -m audio_thinker.main_grpo``
+    calls this first thing; :func:`run` calls it again, where it fails if that was too late."""
     added = local_cluster_env(os.environ)
     if added and "ray._private.ray_constants" in sys.modules:
         raise RuntimeError(
@@ -188,7 +190,7 @@ def confine_local_cluster() -> None:
 
 def run(config: DictConfig) -> int:
     """Hand the validated config to verl's own V1 task runner (as ``verl.trainer.main_ppo`` does)."""
-    confine_local_cluster()  # before verl imports Ray
+    confine_local_cluster()  # a no-op after the one in __main__; an error if Ray read the switch first
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
@@ -231,4 +233,5 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    confine_local_cluster()  # before hydra composes verl's config, which imports Ray
     main()

@@ -50,7 +50,9 @@ from reward_workers.backend import (
     JudgeWorkerDead,
 )
 
-__all__ = ["MIN_SECRET_FRAGMENT", "OpenAICompletionsWorker", "OpenAIHTTPError", "make_openai_workers", "redact_secret"]
+__all__ = [
+    "MIN_SECRET_FRAGMENT", "OpenAICompletionsWorker", "OpenAIHTTPError", "make_openai_workers", "redact_secret",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +285,8 @@ class OpenAICompletionsWorker(JudgeWorker):
                     "(prompt + max_tokens must fit the served model's context)")
         else:
             hint = "client error"
-        return OpenAIHTTPError(self._redact(f"{where}: {hint}{quoted}"), status=status, retry_after_s=retry_after)
+        return OpenAIHTTPError(self._redact(f"{where}: {hint}{quoted}"), status=status,
+                               retry_after_s=retry_after)
 
     def _parse(self, response: httpx.Response, n: int) -> list[str]:
         bad = f"judge {self.name}: unusable reply from {self._shown_url}"

@@ -79,7 +79,8 @@ def _listening(root_pid: int) -> set[tuple[str, int, str]]:
 def _run(command: list[str], cwd: Path, log: Path) -> tuple[subprocess.CompletedProcess, set]:
     """Run ``command`` to the end; the listening sockets its process tree opened on the way (polled)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR")}
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     listening: set[tuple[str, int, str]] = set()
     deadline = time.monotonic() + 900
     while True:
@@ -121,7 +122,8 @@ def runs(tmp_path_factory):
         kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= 2]
         path.write_text("\n".join(kept) + "\n")
     launched_before = set(metric_files(resumed))
-    second, listening_second = _run(_command(model, data, resumed, dumps_resumed, judge), root, root / "resumed.log")
+    second, listening_second = _run(_command(model, data, resumed, dumps_resumed, judge), root,
+                                    root / "resumed.log")
     return {
         "root": root, "model": model, "data": data, "full": full, "resumed": resumed,
         "dumps_full": dumps_full, "dumps_resumed": dumps_resumed, "first": first, "second": second,

@@ -425,7 +425,8 @@ def test_pieces_of_the_key_are_redacted_from_every_message(caplog):
 def test_redact_secret_masks_every_long_piece():
     key = "sk-proj-AbCdEfGh1234"
     assert redact_secret(f"x {key} y", key) == "x *** y"
-    assert redact_secret(f"{key[:8]}|{key[8:16]}|{key[13:]}", key) == "***|***|" + key[13:]  # 8 masked, 7 kept
+    # pieces of 8 are masked, one of 7 is kept
+    assert redact_secret(f"{key[:8]}|{key[8:16]}|{key[13:]}", key) == "***|***|" + key[13:]
     assert redact_secret(key[:7] + " " + key[-7:], key) == key[:7] + " " + key[-7:]  # pieces under 8 stay
     assert redact_secret(key.upper(), key) == "***"
     assert redact_secret(f"{key[:9]}{key[5:14]}", key) == "***"  # overlapping pieces: one mask

@@ -205,7 +205,8 @@ def test_secret_files_are_never_uploaded(tmp_path):
         (tmp_path / path).write_text("x")
     for base in (job_env.load_runtime_env_file(), {"working_dir": "."}):
         env = job_env.build_runtime_env(base, repo=tmp_path)
-        uploaded = {f.relative_to(tmp_path).as_posix() for f in job_env.package_files(tmp_path, env["excludes"])}
+        files = job_env.package_files(tmp_path, env["excludes"])
+        uploaded = {f.relative_to(tmp_path).as_posix() for f in files}
         assert uploaded == set(PLAIN_FILES), (base.get("excludes") is not None, sorted(uploaded))
     # `ray job submit --runtime-env launch/runtime_env.yaml` reads the file alone: it lists them all
     assert set(job_env.SECRET_EXCLUDES) <= set(job_env.load_runtime_env_file()["excludes"])
@@ -252,7 +253,7 @@ class _JobsAPI:
 
     def submit_job(self, **kwargs):
         if self.refuse:
-            raise RuntimeError(f"Request failed with status code 400: bad runtime_env {kwargs['runtime_env']}")
+            raise RuntimeError(f"Request failed with status code 400: runtime_env {kwargs['runtime_env']}")
         return "raysubmit_1"
 
     async def tail_job_logs(self, job_id):
@@ -446,8 +447,8 @@ def test_the_private_local_cluster_listens_on_loopback_only(other_cluster):
         for pid in cluster.pids():
             try:
                 proc = psutil.Process(pid)
-                listening += [(c.laddr.ip, c.laddr.port, proc.name()) for c in proc.net_connections(kind="tcp")
-                              if c.status == psutil.CONN_LISTEN]
+                listening += [(c.laddr.ip, c.laddr.port, proc.name())
+                              for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 pass
         assert {"gcs_server", "raylet"} <= {name for _, _, name in listening}, listening

@@ -51,7 +51,7 @@ def listening():
 RAY_SCRIPT = LISTENING + '''
 import json
 from audio_thinker.main_grpo import confine_local_cluster
-confine_local_cluster()  # what main_grpo.run does before verl imports Ray
+confine_local_cluster()  # what `python -m audio_thinker.main_grpo` does first
 import ray
 ray.init(num_cpus=1, include_dashboard=True)
 
