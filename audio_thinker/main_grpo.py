@@ -5,7 +5,8 @@ project, validates the ``audio_thinker`` section and the verl keys the method de
 (errors say how to fix the key), then runs verl's own V1 task runner (``TaskRunnerV1``) with our
 trainer (``trainer.v1.trainer_mode=audio_thinker_sync``), our dataset (``data.custom_cls``) and
 our reward manager (``reward.reward_manager``). Ray: ``ray.init()`` joins the cluster named by
-``RAY_ADDRESS`` when it is set and starts a local one otherwise.
+``RAY_ADDRESS`` when it is set and starts a local one otherwise; a local one listens on 127.0.0.1
+only (:func:`local_cluster_env`).
 
 Before training, :func:`audio_thinker.toy.prepare.prepare` builds the demo assets the top-level
 ``toy`` section names and are missing (the embedded default: the synthetic data set, the tiny
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -109,8 +111,40 @@ def report(config: DictConfig, metrics_file: Path | None) -> int:
     return 0
 
 
+#: set (unless already set) before ``ray.init()`` starts a local cluster. Ray's switch for its
+#: macOS/Windows behaviour makes the node IP 127.0.0.1 (``_node_ip_address="127.0.0.1"`` is turned
+#: back into the machine's address on Linux): the GCS, raylet, worker and agent ports, and what
+#: binds Ray's node IP (TransferQueue's ZMQ sockets, which unpickle what they receive; verl's
+#: MASTER_ADDR) stay on loopback. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1`` opts out.
+LOCAL_CLUSTER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def local_cluster_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables to add to ``environ`` before ``ray.init()``: :data:`LOCAL_CLUSTER_ENV` when it
+    starts a local cluster, nothing when ``RAY_ADDRESS`` names one to join; values already in
+    ``environ`` are kept."""
+    if environ.get("RAY_ADDRESS"):
+        return {}
+    return {k: v for k, v in LOCAL_CLUSTER_ENV.items() if k not in environ}
+
+
+def confine_local_cluster() -> None:
+    """Add :func:`local_cluster_env` to ``os.environ`` (inherited by every Ray process this one
+    starts). Ray reads the switch when it is imported, and hydra imports verl (hence Ray) while it
+    composes the config (``pkg://verl.trainer.config``), so ``python -m audio_thinker.main_grpo``
+    calls this first thing; :func:`run` calls it again, where it fails if that was too late."""
+    added = local_cluster_env(os.environ)
+    if added and "ray._private.ray_constants" in sys.modules:
+        raise RuntimeError(
+            f"Ray was imported before main_grpo could set {', '.join(added)} for a local cluster: "
+            "set them in the environment before starting Python, or call run() before importing ray"
+        )
+    os.environ.update(added)
+
+
 def run(config: DictConfig) -> int:
     """Hand the validated config to verl's own V1 task runner (as ``verl.trainer.main_ppo`` does)."""
+    confine_local_cluster()  # a no-op after the one in __main__; an error if Ray read the switch first
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
@@ -138,4 +172,5 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    confine_local_cluster()  # before hydra composes verl's config, which imports Ray
     main()

@@ -67,15 +67,21 @@ async def _tail(client: Any, job_id: str, sink: Callable[[str], None]) -> None:
         sink(chunk)
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 def follow(client: Any, job_id: str, *, log_file: Path | None, stream: TextIO | None = sys.stdout,
-           poll_s: float = 1.0) -> Any:
-    """Stream the job's logs until it ends; write the complete log to ``log_file``; the final JobInfo."""
+           poll_s: float = 1.0, redact: Callable[[str], str] = _unchanged) -> Any:
+    """Stream the job's logs until it ends; write the complete log to ``log_file``; the final JobInfo.
+    Every chunk shown or written goes through ``redact`` (:meth:`JobSpec.redact`)."""
     handle = None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handle = log_file.open("w", encoding="utf-8")
 
     def sink(text: str) -> None:
+        text = redact(text)
         if stream is not None:
             stream.write(text)
             stream.flush()
@@ -100,7 +106,7 @@ def follow(client: Any, job_id: str, *, log_file: Path | None, stream: TextIO | 
             handle.close()
     if log_file is not None:  # the authoritative copy (the stream may have missed the start)
         try:
-            log_file.write_text(client.get_job_logs(job_id), encoding="utf-8")
+            log_file.write_text(redact(client.get_job_logs(job_id)), encoding="utf-8")
         except Exception as error:
             print(f"[launch] could not fetch the full job log ({error}); {log_file} has the stream",
                   file=sys.stderr)
@@ -113,8 +119,12 @@ def default_log_file(job_id: str) -> Path:
 
 def run_job(client: Any, spec: JobSpec, *, wait: bool = True, log_file: Path | None = None,
             stop_on_interrupt: bool = False, address: str = "") -> int:
-    """Submit ``spec``; with ``wait``, follow it to the end and return its exit status."""
-    job_id = submit(client, spec)
+    """Submit ``spec``; with ``wait``, follow it to the end and return its exit status. A refused
+    submission is a :class:`LaunchError` (its message masked: Ray may quote the runtime_env)."""
+    try:
+        job_id = submit(client, spec)
+    except Exception as error:
+        raise LaunchError(f"the cluster refused the job: {spec.redact(str(error))}") from None
     print(f"[launch] submitted job {job_id} to {address or 'the cluster'}", flush=True)
     if not wait:
         print(f"[launch] follow it with: ray job logs --follow --address {address} {job_id}\n"
@@ -122,7 +132,7 @@ def run_job(client: Any, spec: JobSpec, *, wait: bool = True, log_file: Path | N
         return 0
     log_file = log_file or default_log_file(job_id)
     try:
-        info = follow(client, job_id, log_file=log_file)
+        info = follow(client, job_id, log_file=log_file, stream=sys.stdout, redact=spec.redact)
     except KeyboardInterrupt:
         if stop_on_interrupt:
             print(f"\n[launch] interrupted: stopping job {job_id}", file=sys.stderr, flush=True)
@@ -136,7 +146,8 @@ def run_job(client: Any, spec: JobSpec, *, wait: bool = True, log_file: Path | N
         return 130
     code = exit_status(info)
     status = str(getattr(info.status, "value", info.status))
-    message = f" ({info.message})" if status != "SUCCEEDED" and getattr(info, "message", None) else ""
+    shown = spec.redact(info.message) if status != "SUCCEEDED" and getattr(info, "message", None) else ""
+    message = f" ({shown})" if shown else ""
     if len(message) > 600:
         message = message[:600] + "...)"
     uploaded = (getattr(info, "runtime_env", None) or {}).get("working_dir")

@@ -5,7 +5,8 @@
   and, for ``--install pip``, the pinned direct dependencies;
 * :func:`package_files`: what the ``working_dir`` upload holds, by our own walk over the excludes
   (gitignore-style patterns, the subset Ray documents for ``excludes``), for the printed plan and
-  the test that keeps the upload small;
+  the test that keeps the upload small; :data:`SECRET_EXCLUDES` (dot-env files, keys, certificates,
+  ``secrets/``) are added to every upload's excludes, whatever the runtime_env file says;
 * :func:`pip_packages`: the project's direct dependencies from its installed metadata
   (``importlib.metadata``), pinned to ``requirements/constraints.txt``.
 """
@@ -27,6 +28,12 @@ DISTRIBUTION = "audio-thinker"
 #: verl loads it through the ``verl.plugins`` entry point only for an installed distribution
 PLUGIN_MODULE = "audio_thinker.verl_ext.plugin"
 ENV_MODULES = "VERL_USE_EXTERNAL_MODULES"
+#: never uploaded, whatever the runtime_env file lists (launch/runtime_env.yaml lists them too, for
+#: ``ray job submit --runtime-env``): dot-env files, private keys and certificates, credential folders
+SECRET_EXCLUDES = (
+    ".env", ".env.*", "*.env", "*.key", "*.pem", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
+    "id_ed25519*", ".netrc", "secrets/",
+)
 
 
 class LaunchError(Exception):
@@ -64,14 +71,15 @@ def build_runtime_env(
     repo: Path = REPO,
 ) -> dict[str, Any]:
     """The job's runtime_env: ``base`` (launch/runtime_env.yaml) with ``working_dir`` resolved against
-    the repository (``code="upload"``) or dropped (``code="installed"``: the nodes' own copy), the
-    config's env vars, ``extra_env`` (``--env``), and ``pip`` for ``install="pip"``."""
+    the repository (``code="upload"``, its excludes plus :data:`SECRET_EXCLUDES`) or dropped
+    (``code="installed"``: the nodes' own copy), the config's env vars, ``extra_env`` (``--env``),
+    and ``pip`` for ``install="pip"``."""
     env: dict[str, Any] = {k: v for k, v in base.items() if k not in ("env_vars", "working_dir", "excludes")}
     if code == "upload":
         working_dir = Path(base.get("working_dir") or ".")
         env["working_dir"] = str(working_dir if working_dir.is_absolute() else (repo / working_dir).resolve())
-        if base.get("excludes"):
-            env["excludes"] = list(base["excludes"])
+        excludes = list(base.get("excludes") or [])
+        env["excludes"] = excludes + [p for p in SECRET_EXCLUDES if p not in excludes]
     elif code != "installed":
         raise LaunchError(f"--code must be upload or installed, got {code!r}")
     env_vars = {str(k): str(v) for k, v in (base.get("env_vars") or {}).items()}

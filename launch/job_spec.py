@@ -12,6 +12,12 @@ options and your hydra overrides into a :class:`JobSpec`:
   ``python -m audio_thinker.recipes compose``), so a misspelt key fails in seconds, before the upload;
   its ``ray_kwargs.ray_init.runtime_env.env_vars`` go into the job's runtime_env
   (``launch/job_env.py``).
+
+Env var values given with ``--env`` (and those of variables named like secrets: ``*KEY*``,
+``*TOKEN*``, ``*SECRET*``, ``*PASSW*``, ``*CREDENTIAL*``, ``*AUTH*``) are never printed: the plan
+shows ``KEY=***``, and :meth:`JobSpec.redact` masks them in the job's log and status messages.
+Ray still stores them in the job's runtime_env, which anyone with access to the cluster's dashboard
+can read: see docs/clusters.md, "Security".
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -34,8 +41,16 @@ DEFAULT_ENTRY = "audio_thinker.main_grpo"
 JOIN_OVERRIDES = ("ray_kwargs.ray_init.num_cpus=null",)
 #: entry points whose config has verl's ray_kwargs (the ones that call ray.init())
 RAY_ENTRIES = ("audio_thinker.main_grpo",)
+#: shown instead of a hidden value
+MASK = "***"
+#: env var names whose values are hidden whatever their source (``--env`` values always are)
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+#: hidden values at least this long are masked inside other text too (logs, status messages);
+#: shorter ones only where the plan prints them
+MIN_MASKED_IN_TEXT = 8
 
-__all__ = ["LaunchError", "REPO", "JobSpec", "prepare_job", "split_argv", "recipe_command", "compose_config"]
+__all__ = ["LaunchError", "MASK", "REPO", "JobSpec", "prepare_job", "split_argv", "recipe_command",
+           "compose_config"]
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -120,9 +135,22 @@ class JobSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     #: what the launcher added or checked, for the printed plan
     notes: list[str] = field(default_factory=list)
+    #: env vars whose values are never printed (``--env`` ones, secret-looking names)
+    hidden_env: frozenset[str] = frozenset()
+
+    def redact(self, text: str) -> str:
+        """``text`` with the hidden env values of :data:`MIN_MASKED_IN_TEXT`+ characters masked."""
+        env_vars = self.runtime_env.get("env_vars") or {}
+        values = sorted({str(env_vars[k]) for k in self.hidden_env if k in env_vars}, key=len, reverse=True)
+        for value in values:
+            if len(value) >= MIN_MASKED_IN_TEXT:
+                text = text.replace(value, MASK)
+        return text
 
     def describe(self) -> str:
         shown = dict(self.runtime_env)
+        if "env_vars" in shown:
+            shown["env_vars"] = {k: MASK if k in self.hidden_env else v for k, v in shown["env_vars"].items()}
         if "excludes" in shown:
             shown["excludes"] = f"[{len(shown['excludes'])} patterns, launch/runtime_env.yaml]"
         if "pip" in shown:
@@ -138,14 +166,18 @@ class JobSpec:
             if getattr(self, key) is not None:
                 lines.append(f"{key}: {getattr(self, key)}")
         lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return self.redact("\n".join(lines))
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:
+    """``--env KEY=VALUE`` items as a dict; the error for an item without ``=`` shows it only when it
+    looks like a variable name (a pasted secret is not echoed)."""
     env = {}
     for item in items:
         if "=" not in item:
-            raise LaunchError(f"--env {item!r}: write KEY=VALUE")
+            named = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", item)
+            shown = repr(item) if named else f"<{len(item)} characters>"
+            raise LaunchError(f"--env {shown}: write KEY=VALUE")
         key, value = item.split("=", 1)
         env[key] = value
     return env
@@ -205,10 +237,13 @@ def prepare_job(args: argparse.Namespace, user_overrides: Sequence[str]) -> JobS
     if args.install == "pip":
         pip = job_env.pip_packages([e for e in args.pip_extras.split(",") if e])
         _plugin_override(entry, config_env, overrides, notes)
+    extra_env = parse_env(args.env)
     runtime_env = job_env.build_runtime_env(
         job_env.load_runtime_env_file(Path(args.runtime_env)), code=args.code, config_env=config_env,
-        extra_env=parse_env(args.env), install=args.install, pip=pip,
+        extra_env=extra_env, install=args.install, pip=pip,
     )
+    env_vars = runtime_env.get("env_vars") or {}
+    hidden = frozenset(extra_env) | {k for k in env_vars if SECRET_NAME.search(k)}
     resources = json.loads(args.entrypoint_resources) if args.entrypoint_resources else None
     metadata = {"launcher": "audio-thinker launch/submit.py", "entry": entry}
     if args.recipe:
@@ -217,5 +252,5 @@ def prepare_job(args: argparse.Namespace, user_overrides: Sequence[str]) -> JobS
         entrypoint=build_entrypoint(args.python, entry, overrides), runtime_env=runtime_env,
         submission_id=args.job_id, entrypoint_num_cpus=args.entrypoint_num_cpus,
         entrypoint_num_gpus=args.entrypoint_num_gpus, entrypoint_resources=resources,
-        metadata=metadata, notes=notes,
+        metadata=metadata, notes=notes, hidden_env=hidden,
     )

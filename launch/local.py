@@ -4,7 +4,8 @@
     python launch/local.py [--num-cpus 16] [--code installed|upload] [--recipe NAME] -- <hydra overrides>
 
 It starts a Ray head of its own (``ray start --head --block`` with a fresh temporary directory,
-free ports, token authentication with a fresh token, ``--num-cpus``), submits the job with the
+free ports, token authentication with a fresh token, every port on 127.0.0.1, ``--num-cpus``),
+submits the job with the
 same code as ``launch/submit.py`` (Ray's Jobs API, the same runtime_env and overrides), streams the
 log, writes it to ``<log dir>/job.log`` (default ``runs/launch/<submission id>/``) with a copy of the
 cluster's own logs (``ray_logs/``), and stops the cluster it started. Exit status: the job's (130
@@ -25,6 +26,12 @@ finding the cluster it found before.
 ``make demo`` does: relative paths (``data/``, ``models/``, ``checkpoints/``) are the repository's.
 ``--code upload`` ships the checkout as the job's working_dir, exactly as on a remote cluster:
 relative paths then resolve inside that temporary copy, so pass absolute ones.
+
+Loopback only: the head gets Ray's node IP 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` in
+the environment of every process of the cluster, Ray's macOS/Windows behaviour), so the GCS, raylet,
+worker and agent ports, and what binds the node IP (TransferQueue's ZMQ sockets, which unpickle what
+they receive) listen on this machine only. Such a cluster takes no worker nodes
+(``LocalCluster(loopback=False)`` does, listening on the machine's address behind token auth).
 
 The CPU preset needs ``--num-cpus 16`` logical CPUs (its resource pools reserve 3 per worker; Ray
 does not pin them to cores), the default.
@@ -55,6 +62,8 @@ from submit import add_job_arguments  # noqa: E402  (launch/submit.py: the same 
 
 REPO = job_spec.REPO
 MARKER_VAR = "AUDIO_THINKER_LOCAL_RAY"
+#: Ray's switch for its macOS/Windows behaviour: node IP 127.0.0.1, and no worker nodes
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 #: ``ray start`` flags whose default is a fixed port (a second cluster on the machine would collide)
 PORT_FLAGS = ("--port", "--dashboard-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
               "--ray-client-server-port", "--metrics-export-port", "--runtime-env-agent-port",
@@ -124,13 +133,16 @@ class _HeadExited(RuntimeError):
 class LocalCluster:
     """A Ray cluster on this machine that only this object starts and stops.
 
-    ``with LocalCluster(num_cpus=16) as cluster: client = cluster.job_client()``; ``add_node`` adds
-    a worker node (tests: several nodes on one machine)."""
+    ``with LocalCluster(num_cpus=16) as cluster: client = cluster.job_client()``. ``loopback`` (the
+    default) keeps every port on 127.0.0.1; with ``loopback=False`` the cluster listens on the
+    machine's address (token-authenticated) and ``add_node`` adds worker nodes (tests: several nodes
+    on one machine)."""
 
     def __init__(self, num_cpus: float = 16, num_gpus: float = 0,
                  resources: Mapping[str, float] | None = None,
-                 *, cwd: Path = REPO, start_timeout: float = 180.0, log=print) -> None:
+                 *, cwd: Path = REPO, start_timeout: float = 180.0, log=print, loopback: bool = True) -> None:
         self.num_cpus, self.num_gpus, self.resources = num_cpus, num_gpus, dict(resources or {})
+        self.loopback = loopback
         self.cwd, self.start_timeout, self.log = Path(cwd), start_timeout, log
         self.marker = secrets.token_hex(8)
         # short: Ray's unix sockets live below it (107-byte path limit)
@@ -146,7 +158,10 @@ class LocalCluster:
 
     # environment of every process of the cluster (and of clients that join it)
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", *LOOPBACK_ENV)}
+        if self.loopback:
+            env.update(LOOPBACK_ENV)
         env[MARKER_VAR] = self.marker
         env["RAY_AUTH_MODE"] = "token"
         env["RAY_AUTH_TOKEN_PATH"] = str(self.token_file)
@@ -244,6 +259,8 @@ class LocalCluster:
                  ) -> subprocess.Popen:
         """Start a worker node of this cluster on this machine (``ray start --address``)."""
         assert self.gcs_address, "start() first"
+        if self.loopback:
+            raise RuntimeError("a loopback-only cluster takes no worker nodes: LocalCluster(loopback=False)")
         ports = free_ports(len(NODE_PORT_FLAGS))
         args = [f"--address={self.gcs_address}", "--disable-usage-stats",
                 *self._resource_args(num_cpus, num_gpus, resources or {}),
@@ -386,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n[local] interrupted", file=sys.stderr, flush=True)
         code = 130
     except Exception as error:
-        print(f"[local] error: {error}", file=sys.stderr, flush=True)
+        print(f"[local] error: {spec.redact(str(error))}", file=sys.stderr, flush=True)
         code = 1
     finally:
         try:

@@ -22,9 +22,12 @@ not JSON, no ``choices``, wrong count/index :class:`~reward_workers.backend.Judg
 
 The API key is read once, at construction, from the environment variable named by
 ``audio_thinker.judge.api_key_env`` and sent as ``Authorization: Bearer ...``. It never appears
-in ``repr()``, log records or exception messages (server error bodies are redacted before they
-are quoted). Without the variable no ``Authorization`` header is sent (a local ``vllm serve``
-needs none).
+in ``repr()``, log records or exception messages: every message this module builds (quoted server
+error bodies, URLs, the text of httpx errors) goes through :func:`redact_secret`, which masks the
+whole key and every piece of it of :data:`MIN_SECRET_FRAGMENT` characters or more (servers echo
+keys truncated or partly starred), and an httpx error whose own text holds such a piece is not
+chained as the cause. Without the variable no ``Authorization`` header is sent (a local ``vllm
+serve`` needs none).
 """
 
 from __future__ import annotations
@@ -47,12 +50,56 @@ from reward_workers.backend import (
     JudgeWorkerDead,
 )
 
-__all__ = ["OpenAICompletionsWorker", "OpenAIHTTPError", "make_openai_workers"]
+__all__ = [
+    "MIN_SECRET_FRAGMENT", "OpenAICompletionsWorker", "OpenAIHTTPError", "make_openai_workers", "redact_secret",
+]
 
 logger = logging.getLogger(__name__)
 
 #: characters of a server's error body quoted in an exception message
 _BODY_QUOTE_CHARS = 300
+#: the shortest piece of the API key that is masked in messages (shorter pieces are not a secret)
+MIN_SECRET_FRAGMENT = 8
+_MASK = "***"
+
+
+def redact_secret(text: str, secret: str, *, min_fragment: int = MIN_SECRET_FRAGMENT) -> str:
+    """``text`` with ``secret`` and every substring of it at least ``min_fragment`` characters long
+    (compared case-insensitively) replaced by ``***``; overlapping or adjacent pieces become one
+    ``***``. A secret shorter than ``min_fragment`` is masked where it appears whole.
+
+    >>> redact_secret("bad key sk-abcdefgh12345678", "sk-abcdefgh12345678")
+    'bad key ***'
+    >>> redact_secret("key sk-abcdefg... rejected; it ends in gh12345678", "sk-abcdefgh12345678")
+    'key ***... rejected; it ends in ***'
+    >>> redact_secret("sk-abcd and 1234567 are short pieces", "sk-abcdefgh12345678")
+    'sk-abcd and 1234567 are short pieces'
+    >>> redact_secret("pin 4711", "4711")
+    'pin ***'
+    """
+    if not secret or not text:
+        return text
+    if len(secret) < min_fragment:
+        return text.replace(secret, _MASK)
+    lowered = secret.lower()
+    pieces = {lowered[i:i + min_fragment] for i in range(len(lowered) - min_fragment + 1)}
+    folded = text.lower()
+    masked = [False] * len(text)
+    for i in range(len(text) - min_fragment + 1):
+        # every window of a matching substring is itself a piece, so the union of the matching
+        # windows is exactly the union of the matching substrings
+        if folded[i:i + min_fragment] in pieces:
+            masked[i:i + min_fragment] = [True] * min_fragment
+    out, i = [], 0
+    while i < len(text):
+        if masked[i]:
+            while i < len(text) and masked[i]:
+                i += 1
+            out.append(_MASK)
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 class OpenAIHTTPError(JudgeBackendError):
@@ -114,11 +161,11 @@ class OpenAICompletionsWorker(JudgeWorker):
         self.name = name
         self._base_url = base_url.rstrip("/")
         self._url = f"{self._base_url}/completions"
-        self._shown_url = _redact_url(self._url)
         self._model = model
         self._api_key_env = api_key_env
         key = os.environ.get(api_key_env, "").strip() if api_key_env else ""
         self._api_key: _Secret | None = _Secret(key) if key else None
+        self._shown_url = self._redact(_redact_url(self._url))
         self._max_connections = max_connections
         self._extra_body = dict(extra_body or {})
         self._client: httpx.AsyncClient | None = None
@@ -140,29 +187,12 @@ class OpenAICompletionsWorker(JudgeWorker):
         prompts = list(prompts)
         if not prompts:
             return []
-        body = self.request_body(prompts, params)
-        client = self._get_client()
-        try:
-            response = await asyncio.wait_for(
-                client.post(self._url, json=body, timeout=httpx.Timeout(timeout_s)), timeout_s,
-            )
-        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:  # noqa: UP041 (Python 3.10: not TimeoutError)
-            raise JudgeTimeout(
-                f"judge {self.name}: no reply from {self._shown_url} within {timeout_s:g} s "
-                f"({len(prompts)} prompts)"
-            ) from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise JudgeWorkerDead(
-                f"judge {self.name}: cannot reach {self._shown_url} ({type(exc).__name__}: {exc}); "
-                "is the server up?"
-            ) from exc
-        except httpx.HTTPError as exc:  # proxy errors, unsupported protocol, bad URL...
-            raise JudgeBackendError(
-                f"judge {self.name}: request to {self._shown_url} failed ({type(exc).__name__}: {exc})"
-            ) from exc
-        if response.status_code >= 400:
-            raise self._http_error(response)
-        return self._parse(response, len(prompts))
+        reply = await self._post(self.request_body(prompts, params), len(prompts), timeout_s)
+        if isinstance(reply, Exception):
+            raise reply  # outside the except clause: no implicit __context__ (see _chained)
+        if reply.status_code >= 400:
+            raise self._http_error(reply)
+        return self._parse(reply, len(prompts))
 
     async def restart(self) -> None:
         """Drop the connection pool and open a new one (the next request reconnects)."""
@@ -175,6 +205,26 @@ class OpenAICompletionsWorker(JudgeWorker):
         await self._close_client()
 
     # -- helpers -----------------------------------------------------------------------------
+
+    async def _post(self, body: dict[str, Any], n: int, timeout_s: float) -> httpx.Response | Exception:
+        """The endpoint's response, or the typed error to raise (messages redacted)."""
+        client = self._get_client()
+        try:
+            return await asyncio.wait_for(client.post(self._url, json=body, timeout=httpx.Timeout(timeout_s)),
+                                          timeout_s)
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:  # noqa: UP041 (Python 3.10: not TimeoutError)
+            return self._chained(JudgeTimeout(self._redact(
+                f"judge {self.name}: no reply from {self._shown_url} within {timeout_s:g} s ({n} prompts)"
+            )), exc)
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            return self._chained(JudgeWorkerDead(self._redact(
+                f"judge {self.name}: cannot reach {self._shown_url} ({type(exc).__name__}: {exc}); "
+                "is the server up?"
+            )), exc)
+        except httpx.HTTPError as exc:  # proxy errors, unsupported protocol, bad URL...
+            return self._chained(JudgeBackendError(self._redact(
+                f"judge {self.name}: request to {self._shown_url} failed ({type(exc).__name__}: {exc})"
+            )), exc)
 
     def request_body(self, prompts: Sequence[str], params: GenerationParams) -> dict[str, Any]:
         """The JSON body of one batched completions request."""
@@ -192,13 +242,28 @@ class OpenAICompletionsWorker(JudgeWorker):
         return body
 
     def _redact(self, text: str) -> str:
-        if self._api_key is not None:
-            text = text.replace(self._api_key.reveal(), "***")
-        return text
+        """``text`` with the API key and every piece of it (:func:`redact_secret`) masked."""
+        return redact_secret(text, self._api_key.reveal()) if self._api_key is not None else text
+
+    def _chained(self, error: Exception, cause: BaseException) -> Exception:
+        """``error`` with ``cause`` as its ``__cause__`` (shown in tracebacks), unless the cause's own
+        text holds a piece of the key: then it is left out (the caller raises ``error`` outside the
+        ``except`` clause, so it is not attached as ``__context__`` either)."""
+        texts, link = [], cause
+        while link is not None and len(texts) < 16:  # the cause's own chain is printed too
+            texts.append(f"{link!s} {link!r}")
+            link = link.__cause__ or link.__context__
+        text = "\n".join(texts)
+        if self._redact(text) == text:
+            error.__cause__ = cause
+        error.__suppress_context__ = True
+        return error
 
     def _http_error(self, response: httpx.Response) -> OpenAIHTTPError:
         status = response.status_code
-        detail = self._redact(" ".join(response.text.split()))[:_BODY_QUOTE_CHARS]  # decoded with "replace"
+        # redacted before it is cut to length (a piece of the key across the cut is masked whole)
+        body = " ".join(response.text[:4 * _BODY_QUOTE_CHARS].split())  # decoded with "replace"
+        detail = self._redact(body)[:_BODY_QUOTE_CHARS]
         where = f"judge {self.name}: {self._shown_url} answered HTTP {status}"
         quoted = f" ({detail})" if detail else ""
         retry_after = _retry_after(response)
@@ -220,15 +285,17 @@ class OpenAICompletionsWorker(JudgeWorker):
                     "(prompt + max_tokens must fit the served model's context)")
         else:
             hint = "client error"
-        return OpenAIHTTPError(f"{where}: {hint}{quoted}", status=status, retry_after_s=retry_after)
+        return OpenAIHTTPError(self._redact(f"{where}: {hint}{quoted}"), status=status,
+                               retry_after_s=retry_after)
 
     def _parse(self, response: httpx.Response, n: int) -> list[str]:
         bad = f"judge {self.name}: unusable reply from {self._shown_url}"
         try:
             data = response.json()
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-            snippet = self._redact(response.text[:80]) if response.content else ""
-            raise JudgeBackendError(f"{bad}: not JSON ({snippet!r})") from exc
+            snippet = self._redact(response.text[:320])[:80] if response.content else ""
+            # the decoder's own message names a position, never the body
+            raise JudgeBackendError(self._redact(f"{bad}: not JSON ({snippet!r})")) from exc
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list):
             raise JudgeBackendError(f"{bad}: no 'choices' list")

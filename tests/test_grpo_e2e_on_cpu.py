@@ -6,19 +6,24 @@ Then the run is cut back to its step-2 checkpoint (what a kill after that checkp
 the same command is re-run: it must resume (verl's ``resume_mode=auto``) and train step 3 on the
 same prompts the uninterrupted run saw at step 3.
 
-Two launches (~1.5 min each on 2 cores), shared by every test of this module.
+Two launches (~1.5 min each on 2 cores), shared by every test of this module. While each runs, the
+listening TCP sockets of its process tree are polled (Ray's GCS, raylet, workers and agents,
+TransferQueue, torch.distributed): a local run must listen on loopback addresses only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -54,12 +59,44 @@ def _command(model: Path, data: Path, run_dir: Path, dumps: Path, judge: Path) -
     ]
 
 
-def _run(command: list[str], cwd: Path, log: Path) -> subprocess.CompletedProcess:
+def _listening(root_pid: int) -> set[tuple[str, int, str]]:
+    """``(address, port, process name)`` of every listening TCP socket of ``root_pid``'s process tree."""
+    try:
+        root = psutil.Process(root_pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for proc in tree:
+        try:
+            found |= {(c.laddr.ip, c.laddr.port, proc.name()) for c in proc.net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN}
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def _run(command: list[str], cwd: Path, log: Path) -> tuple[subprocess.CompletedProcess, set]:
+    """Run ``command`` to the end; the listening sockets its process tree opened on the way (polled)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR")}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    listening: set[tuple[str, int, str]] = set()
+    deadline = time.monotonic() + 900
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=2.0)
+            break
+        except subprocess.TimeoutExpired:
+            listening |= _listening(proc.pid)
+            if time.monotonic() > deadline:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+                break
+    result = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
     log.write_text(result.stdout + "\n----- stderr -----\n" + result.stderr)
     assert result.returncode == 0, f"main_grpo failed (rc={result.returncode}); log: {log}\n{result.stderr[-3000:]}"
-    return result
+    return result, listening
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +112,7 @@ def runs(tmp_path_factory):
     generate_dataset(data, n_train=12, n_val=4, seed=0, progress=False)
 
     full, dumps_full = root / "full", root / "dumps_full"
-    first = _run(_command(model, data, full, dumps_full, judge), root, root / "full.log")
+    first, listening_first = _run(_command(model, data, full, dumps_full, judge), root, root / "full.log")
 
     # what a kill right after the step-2 checkpoint leaves behind
     resumed, dumps_resumed = root / "resumed", root / "dumps_resumed"
@@ -85,11 +122,13 @@ def runs(tmp_path_factory):
         kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= 2]
         path.write_text("\n".join(kept) + "\n")
     launched_before = set(metric_files(resumed))
-    second = _run(_command(model, data, resumed, dumps_resumed, judge), root, root / "resumed.log")
+    second, listening_second = _run(_command(model, data, resumed, dumps_resumed, judge), root,
+                                    root / "resumed.log")
     return {
         "root": root, "model": model, "data": data, "full": full, "resumed": resumed,
         "dumps_full": dumps_full, "dumps_resumed": dumps_resumed, "first": first, "second": second,
         "new_files": sorted(set(metric_files(resumed)) - launched_before),
+        "listening": {"full": listening_first, "resumed": listening_second},
     }
 
 
@@ -142,6 +181,23 @@ def test_rollout_log_probs_match_the_actor_on_the_same_tokens(runs):
         assert data["training/rollout_probs_diff_max"] < 1e-3, step
         assert data["rollout_corr/log_ppl_abs_diff"] < 1e-3, step
         assert data["timing_s/update_weights"] > 0, step
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def test_a_local_run_listens_on_loopback_only(runs):
+    """Everything a local run serves (Ray's GCS, raylet, worker and agent gRPC ports, TransferQueue's
+    ZMQ sockets, which unpickle what they receive, torch.distributed's store) binds 127.0.0.1."""
+    for launch, listening in runs["listening"].items():
+        names = {name for _, _, name in listening}
+        # the poller saw the run's servers (an empty set would pass the check below vacuously)
+        for expected in ("gcs_server", "raylet", "ray::TransferQueueController"):
+            assert expected in names, (launch, expected, sorted(names))
+        exposed = sorted(s for s in listening if not _is_loopback(s[0]))
+        assert not exposed, f"{launch}: listening beyond loopback (address, port, process): {exposed}"
 
 
 def _actor_state(checkpoint: Path) -> dict[str, torch.Tensor]:

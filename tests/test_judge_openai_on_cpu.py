@@ -22,7 +22,13 @@ from reward_workers.backend import (
     JudgeWorker,
     JudgeWorkerDead,
 )
-from reward_workers.endpoint import OpenAICompletionsWorker, OpenAIHTTPError, make_openai_workers
+from reward_workers.endpoint import (
+    MIN_SECRET_FRAGMENT,
+    OpenAICompletionsWorker,
+    OpenAIHTTPError,
+    make_openai_workers,
+    redact_secret,
+)
 
 KEY_ENV = "AUDIO_THINKER_TEST_JUDGE_KEY"
 KEY = "sk-test-7f3a9c1e5b2d4x8q"
@@ -46,6 +52,7 @@ class ScriptedServer:
     async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_post("/v1/completions", self.handle)
+        app.router.add_post("/{prefix}/v1/completions", self.handle)  # a base URL with a path before /v1
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
@@ -107,6 +114,13 @@ class ScriptedServer:
         if action == "401":  # a careless server echoes the key it rejected
             auth = request.headers.get("Authorization", "")
             return web.json_response({"error": {"message": f"invalid api key {auth}"}}, status=401)
+        if action == "401_pieces":  # servers echo keys cut short, starred in the middle, or re-cased
+            message = f"invalid api key {KEY[:12]}... (ends in {KEY[-9:]}; {KEY[2:12].upper()})"
+            return web.json_response({"error": {"message": message}}, status=401)
+        if action == "500_pieces":
+            return web.Response(status=500, text=f"upstream said: key={KEY[5:15]}******{KEY[-8:]} failed")
+        if action == "not_json_pieces":
+            return web.Response(text=f"<html>{KEY[3:13]}</html>", content_type="text/html")
         if action == "404":
             return web.json_response({"error": {"message": "The model `x` does not exist."}}, status=404)
         if action == "400":
@@ -134,6 +148,14 @@ def api_key(monkeypatch):
 def assert_no_key(*texts):
     for text in texts:
         assert KEY not in text
+
+
+def assert_no_key_piece(*texts):
+    """No piece of the key of MIN_SECRET_FRAGMENT characters or more, in any letter case."""
+    pieces = [KEY[i:i + MIN_SECRET_FRAGMENT].lower() for i in range(len(KEY) - MIN_SECRET_FRAGMENT + 1)]
+    for text in texts:
+        leaked = [piece for piece in pieces if piece in text.lower()]
+        assert not leaked, f"pieces of the key {leaked} in: {text}"
 
 
 def full_text(exc: BaseException) -> str:
@@ -351,6 +373,65 @@ def test_the_key_never_leaks(caplog):
     assert "HTTP Request: POST" in caplog.text and "httpcore" in caplog.text  # the client's logs were captured
     assert_no_key(repr(worker), str(vars(worker)), caplog.text, *(full_text(e) for e in errors))
     assert KEY_ENV in repr(worker) and "set" in repr(worker)
+
+
+def test_pieces_of_the_key_are_redacted_from_every_message(caplog):
+    """Server bodies that echo the key truncated, starred in the middle or upper-cased, a base URL
+    holding a piece of it: no piece of 8+ characters reaches a message, a traceback or a log line."""
+    caplog.set_level(logging.DEBUG)
+
+    async def main():
+        server = ScriptedServer()
+        url = await server.start()
+        worker = make_worker(url)
+        errors = []
+        try:
+            for action in ["401_pieces", "500_pieces", "not_json_pieces"]:
+                server.script = [action]
+                with pytest.raises(JudgeBackendError) as info:
+                    await worker.complete(prompts(2), PARAMS, timeout_s=5)
+                errors.append(info.value)
+            logged = caplog.text
+            # a base URL with a piece of the key in its path: HTTP error, timeout, connection refused
+            keyed = make_worker(url.replace("/v1", f"/{KEY[:10]}/v1"))
+            try:
+                for action, error in [("404", OpenAIHTTPError), ("slow", JudgeTimeout)]:
+                    server.script = [action]
+                    with pytest.raises(error) as info:
+                        await keyed.complete(prompts(2), PARAMS, timeout_s=0.3)
+                    errors.append(info.value)
+                await server.stop()
+                with pytest.raises(JudgeWorkerDead) as info:
+                    await keyed.complete(prompts(2), PARAMS, timeout_s=2)
+                errors.append(info.value)
+                return keyed, errors, logged
+            finally:
+                await keyed.close()
+        finally:
+            await worker.close()
+            await server.stop()
+
+    keyed, errors, logged = run(main())
+    assert [type(e).__name__ for e in errors] == ["OpenAIHTTPError", "OpenAIHTTPError", "JudgeBackendError",
+                                                  "OpenAIHTTPError", "JudgeTimeout", "JudgeWorkerDead"]
+    assert "invalid api key ***" in str(errors[0]) and "ends in ***" in str(errors[0])
+    assert "upstream said: key=******" in str(errors[1]), str(errors[1])  # adjacent pieces: one mask each
+    assert "HTTP 404" in str(errors[3]) and "base_url" in str(errors[3]) and "/***/v1" in str(errors[3])
+    # logs of the requests whose bodies echoed pieces (httpx/httpcore included; the request lines of
+    # the keyed URL are httpx's own, and the URL is what the config says)
+    assert_no_key_piece(logged, repr(keyed), *(full_text(e) for e in errors))
+
+
+def test_redact_secret_masks_every_long_piece():
+    key = "sk-proj-AbCdEfGh1234"
+    assert redact_secret(f"x {key} y", key) == "x *** y"
+    # pieces of 8 are masked, one of 7 is kept
+    assert redact_secret(f"{key[:8]}|{key[8:16]}|{key[13:]}", key) == "***|***|" + key[13:]
+    assert redact_secret(key[:7] + " " + key[-7:], key) == key[:7] + " " + key[-7:]  # pieces under 8 stay
+    assert redact_secret(key.upper(), key) == "***"
+    assert redact_secret(f"{key[:9]}{key[5:14]}", key) == "***"  # overlapping pieces: one mask
+    assert redact_secret("short 1234 key", "1234") == "short *** key"
+    assert redact_secret("nothing here", "") == "nothing here"
 
 
 def test_connection_refused_then_restart_recovers():

@@ -10,6 +10,7 @@ logged step, collect the logs, stop only that cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -190,6 +191,95 @@ def test_exclude_patterns_follow_gitignore_rules(tmp_path):
     assert sorted(ray_files) == sorted(job_env.package_files(REPO, excludes))
 
 
+SECRET_FILES = (".env", ".env.local", "conf/prod.env", "server.key", "certs/ca.pem", "secrets/token.txt",
+                "pkg/secrets/nested.json", "home/id_rsa", "home/id_rsa.pub", "home/id_ed25519", "client.p12",
+                ".netrc")
+PLAIN_FILES = ("keep.py", "environment.yml", "pkg/envs.py", "docs/keys.md", "pkg/secret_sharing.py")
+
+
+def test_secret_files_are_never_uploaded(tmp_path):
+    """Dot-env files, keys, certificates and secrets/ stay out of the working_dir upload, with the
+    repository's runtime_env file and with one that lists no excludes at all."""
+    for path in SECRET_FILES + PLAIN_FILES:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    for base in (job_env.load_runtime_env_file(), {"working_dir": "."}):
+        env = job_env.build_runtime_env(base, repo=tmp_path)
+        files = job_env.package_files(tmp_path, env["excludes"])
+        uploaded = {f.relative_to(tmp_path).as_posix() for f in files}
+        assert uploaded == set(PLAIN_FILES), (base.get("excludes") is not None, sorted(uploaded))
+    # `ray job submit --runtime-env launch/runtime_env.yaml` reads the file alone: it lists them all
+    assert set(job_env.SECRET_EXCLUDES) <= set(job_env.load_runtime_env_file()["excludes"])
+    try:  # Ray's own (private) walker, which does the real upload: the same files
+        from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+    except ImportError:
+        return
+    excludes = job_env.load_runtime_env_file()["excludes"]
+    ray_files: list[Path] = []
+    _dir_travel(tmp_path, [_get_excludes(tmp_path, list(excludes))],
+                lambda p: ray_files.append(p) if p.is_file() and not p.is_symlink() else None,
+                include_gitignore=False)
+    assert {f.relative_to(tmp_path).as_posix() for f in ray_files} == set(PLAIN_FILES)
+
+
+SECRET = "sk-live-" + "5f1c0d9a7b3e4c2a"
+
+
+def test_env_values_are_masked_in_the_plan(capsys):
+    import submit
+
+    env = [f"OPENAI_API_KEY={SECRET}", "HF_HOME=/shared/hf", "PLAIN=visible-by-name-only"]
+    spec = job_spec.prepare_job(_args(env=env), [])
+    assert spec.runtime_env["env_vars"]["OPENAI_API_KEY"] == SECRET  # the job still gets it
+    plan = spec.describe()
+    shown = json.loads(plan.split("runtime_env: ", 1)[1].splitlines()[0])["env_vars"]
+    assert shown["OPENAI_API_KEY"] == shown["HF_HOME"] == shown["PLAIN"] == "***"
+    assert shown["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1"  # launch/runtime_env.yaml's values stay visible
+    assert SECRET not in plan and "/shared/hf" not in plan and "visible-by-name-only" not in plan
+    assert submit.main(["--dry-run", "--no-validate", *[a for e in env for a in ("--env", e)]]) == 0
+    with pytest.raises(job_spec.LaunchError) as error:  # a pasted value without KEY= is not echoed
+        job_spec.prepare_job(_args(env=[SECRET]), [])
+    assert "write KEY=VALUE" in str(error.value)
+    out = capsys.readouterr()
+    assert "OPENAI_API_KEY" in out.out and "***" in out.out
+    assert SECRET not in out.out + out.err + str(error.value)
+
+
+class _JobsAPI:
+    """Ray's JobSubmissionClient as run_job uses it, for a job that prints one of its env values."""
+
+    def __init__(self, value: str, refuse: bool = False):
+        self.value, self.refuse = value, refuse
+
+    def submit_job(self, **kwargs):
+        if self.refuse:
+            raise RuntimeError(f"Request failed with status code 400: runtime_env {kwargs['runtime_env']}")
+        return "raysubmit_1"
+
+    async def tail_job_logs(self, job_id):
+        yield f"step 1\nthe key is {self.value}\n"
+
+    def get_job_info(self, job_id):
+        status = SimpleNamespace(value="FAILED", is_terminal=lambda: True)
+        return SimpleNamespace(status=status, driver_exit_code=1, runtime_env={},
+                               message=f"Job entrypoint failed: env {{'OPENAI_API_KEY': '{self.value}'}}")
+
+    def get_job_logs(self, job_id):
+        return f"step 1\nthe key is {self.value}\n"
+
+
+def test_env_values_are_masked_in_the_job_log_and_status(tmp_path, capsys):
+    spec = job_spec.prepare_job(_args(env=[f"OPENAI_API_KEY={SECRET}"], dry_run=False), [])
+    log = tmp_path / "job.log"
+    assert job_client.run_job(_JobsAPI(SECRET), spec, log_file=log) == 1
+    with pytest.raises(job_spec.LaunchError, match="the cluster refused the job") as refused:
+        job_client.run_job(_JobsAPI(SECRET, refuse=True), spec, log_file=log)
+    out = capsys.readouterr()
+    assert "the key is ***" in out.out and "the key is ***" in log.read_text()
+    assert "'OPENAI_API_KEY': '***'" in out.out
+    assert SECRET not in out.out + out.err + log.read_text() + str(refused.value)
+
+
 def test_pip_policy_pins_the_direct_dependencies():
     packages = job_env.pip_packages(["gpu"])
     assert "verl[verl-core]==0.9.1" in packages and "vllm==0.24.0" in packages
@@ -236,6 +326,10 @@ def test_kuberay_rayjob_manifest():
     assert runtime_env["env_vars"]["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1"
     cluster = spec["rayClusterSpec"]
     assert "headGroupSpec" in cluster and cluster["headGroupSpec"]["rayStartParams"]
+    # Ray's token authentication on every port; no Ray Client port
+    assert cluster["authOptions"] == {"mode": "token"}
+    head_ports = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
+    assert 10001 not in [port["containerPort"] for port in head_ports]
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
     gpu, judge = groups["gpu-workers"], groups["judge-workers"]
     container = gpu["template"]["spec"]["containers"][0]
@@ -257,6 +351,9 @@ def test_sbatch_script_is_valid_bash_and_polls_instead_of_sleeping():
     code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in code if "sleep" in line.split()], "no fixed sleeps"
     assert "judge_node" in text and "--head" in text and "--block" in text
+    # Ray's token authentication by default, with a fresh per-job token file only the user can read
+    assert "export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}" in code
+    assert "umask 077" in text and 'RAY_AUTH_TOKEN_PATH="$RUN_DIR/auth_token"' in text
     for path in LAUNCH.rglob("*"):
         if path.is_file() and path.suffix in (".py", ".yaml", ".sbatch", ".md"):
             long = [i for i, line in enumerate(path.read_text().splitlines(), 1) if len(line) > 110]
@@ -279,7 +376,7 @@ def _not_in_default_address_file(gcs_address: str) -> bool:
 @pytest.fixture(scope="module")
 def other_cluster():
     """A running cluster unrelated to the ones the launchers start: it must survive every test."""
-    cluster = local.LocalCluster(num_cpus=1, log=lambda *a: None)
+    cluster = local.LocalCluster(num_cpus=1, log=lambda *a: None, loopback=False)  # takes worker nodes
     with cluster:
         daemons = [pid for pid in cluster.pids()
                    if any(name in _cmdline(pid) for name in ("gcs_server", "raylet"))]
@@ -327,6 +424,39 @@ def test_ray_refuses_num_cpus_inside_a_job(other_cluster):
     assert _wait_until(lambda: client.get_job_status(job).is_terminal(), 120, 0.5)
     assert str(client.get_job_status(job).value) == "FAILED"
     assert "num_cpus and num_gpus must not be provided" in client.get_job_logs(job)
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def test_the_private_local_cluster_listens_on_loopback_only(other_cluster):
+    """local.py's cluster (the default, loopback=True): every listening port of every process of it
+    is on 127.0.0.1, and its workers see 127.0.0.1 as the node IP (what TransferQueue binds)."""
+    import psutil
+
+    probe = ("import ray; ray.init(); f = ray.remote(lambda: ray.util.get_node_ip_address()); "
+             "print('node ip', ray.get(f.remote()))")
+    with local.LocalCluster(num_cpus=1, log=lambda *a: None) as cluster:
+        client = cluster.job_client()
+        job = client.submit_job(entrypoint=f"{shlex.quote(PY)} -c {shlex.quote(probe)}")
+        assert _wait_until(lambda: client.get_job_status(job).is_terminal(), 120, 0.5)
+        assert "node ip 127.0.0.1" in client.get_job_logs(job), client.get_job_logs(job)[-2000:]
+        listening = []
+        for pid in cluster.pids():
+            try:
+                proc = psutil.Process(pid)
+                listening += [(c.laddr.ip, c.laddr.port, proc.name())
+                              for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        assert {"gcs_server", "raylet"} <= {name for _, _, name in listening}, listening
+        exposed = sorted(s for s in listening if not _is_loopback(s[0]))
+        assert not exposed, f"listening beyond loopback (address, port, process): {exposed}"
+        with pytest.raises(RuntimeError, match="loopback=False"):
+            cluster.add_node()
+    _assert_alive(other_cluster)
 
 
 def test_submit_cli_returns_the_jobs_exit_status(other_cluster, tmp_path):

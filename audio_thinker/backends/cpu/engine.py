@@ -29,7 +29,10 @@ and the engine workers:
    platform reads ``cpu:gloo,cpu:gloo`` and torch refuses ("Duplicate device type cpu").
    verl skips its own initialisation when a default process group exists, so
    :class:`CPUTrainingWorker` creates a plain ``gloo`` group first (with verl's own function and an
-   explicit ``backend``), then runs ``TrainingWorker.__init__`` unchanged.
+   explicit ``backend``), then runs ``TrainingWorker.__init__`` unchanged. When ``MASTER_ADDR`` is a
+   loopback address (a local cluster's: ``audio_thinker.main_grpo.local_cluster_env``), the group's
+   store listens on that address and gloo on the loopback interface (:func:`_loopback_store`):
+   torch's own ``TCPStore`` would listen on every interface.
    :class:`CPUActorRolloutRefWorker` is verl's hybrid worker with the CPU training worker as its
    actor/ref worker class (the ``actor_worker_cls`` / ``ref_worker_cls`` class attributes verl
    provides for this). :mod:`audio_thinker.backends.cpu.trainer` puts these classes in the
@@ -42,6 +45,9 @@ FSDP engine module, which resolves verl's platform at import time, so it imports
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -160,12 +166,67 @@ def init_gloo_process_group() -> bool:
     Uses verl's own ``initialize_global_process_group_ray`` (RANK / WORLD_SIZE / MASTER_ADDR /
     MASTER_PORT from the worker group's environment, ``DIST_INIT_METHOD`` honoured) with an
     explicit ``backend="gloo"``; verl's later call without a backend then finds the group and
-    returns. Returns whether a group was created here.
+    returns. With a loopback ``MASTER_ADDR`` the same group is built on :func:`_loopback_store`.
+    Returns whether a group was created here.
     """
     if torch.distributed.is_initialized():
         return False
-    initialize_global_process_group_ray(timeout_second=None, backend="gloo")
+    store = _loopback_store()
+    if store is None:
+        initialize_global_process_group_ray(timeout_second=None, backend="gloo")
+    else:
+        torch.distributed.init_process_group(
+            backend="gloo", store=store, rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        )
     return True
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _loopback_interface() -> str | None:
+    """The name of the network interface holding 127.0.0.1 (``lo`` on Linux)."""
+    import psutil  # a dependency of Ray
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.family == socket.AF_INET and a.address == "127.0.0.1" for a in addresses):
+            return name
+    return None
+
+
+def _loopback_store() -> torch.distributed.TCPStore | None:
+    """For a loopback ``MASTER_ADDR`` (and no ``DIST_INIT_METHOD``): the group's ``TCPStore``, whose
+    rank-0 server listens on ``MASTER_ADDR`` only (a socket bound here, handed over as
+    ``master_listen_fd``), with ``GLOO_SOCKET_IFNAME`` set to the loopback interface unless set.
+    None otherwise: torch's own rendezvous then listens on every interface, as verl expects across
+    nodes."""
+    host = os.environ.get("MASTER_ADDR", "")
+    if os.environ.get("DIST_INIT_METHOD") or not _is_loopback(host):
+        return None
+    interface = _loopback_interface()
+    if interface:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
+    port, world_size = int(os.environ["MASTER_PORT"]), int(os.environ.get("WORLD_SIZE", 1))
+    timeout = torch.distributed.constants.default_pg_timeout
+    if int(os.environ.get("RANK", 0)) != 0:
+        return torch.distributed.TCPStore(host, port, world_size, is_master=False, timeout=timeout)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host.strip("[]"), port))
+        listener.listen()
+        fd = listener.detach()
+    try:
+        return torch.distributed.TCPStore(host, port, world_size, is_master=True, timeout=timeout,
+                                          master_listen_fd=fd)
+    except Exception:
+        os.close(fd)
+        raise
 
 
 class CPUTrainingWorker(TrainingWorker):
