@@ -1,8 +1,8 @@
-"""Audio requests through verl 0.9.1's vLLM rollout server: one narrow wrapper, pure rules.
+"""Audio requests through verl 0.9.1's vLLM rollout server: the pure rules.
 
 verl's vLLM server (``vLLMHttpServer``) was written for vision models. For an audio model four
 things go wrong between verl's agent loop and vLLM's Qwen2-Audio processor; each is fixed here by a
-pure function, and :class:`AudioVLLMHttpServer` applies them around verl's own ``generate``:
+pure function, meant to run around verl's own ``generate``:
 
 1. **Processor keywords** (:func:`clean_mm_processor_kwargs`). The agent loop sends
    ``mm_processor_kwargs={"sampling_rate": 16000}``; vLLM's Qwen2-Audio processor builds
@@ -22,10 +22,11 @@ pure function, and :class:`AudioVLLMHttpServer` applies them around verl's own `
    from the expanded length (the ids as verl sent them, or a collapsed run plus the clip's token
    count), and a prompt that leaves no room says which limit to raise.
 
-:func:`register_audio_vllm_rollout` points verl's rollout registry entry ``vllm`` at
-:class:`AudioVLLMReplica` (verl's replica with this server class). For a text-only model every rule
-is the identity, so the entry is safe for any model. vLLM and verl are imported only when the
-replica class is loaded (:func:`load_audio_vllm_replica`).
+For a text-only model every rule is the identity. Not yet wired into verl: a ``vLLMHttpServer``
+subclass whose ``generate`` applies :func:`plan_request` / :func:`clean_mm_processor_kwargs` and
+whose ``run_server`` re-applies verl's logits mask with :func:`banned_token_ids`, registered as the
+``vllm`` entry of ``RolloutReplicaRegistry``, needs the verl-contract check to resolve verl's vLLM
+modules, which import vLLM.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DROPPED_PROCESSOR_KWARGS", "RequestPlan", "audio_placeholder_id", "banned_token_ids",
-    "clean_mm_processor_kwargs", "collapse_placeholder_runs", "load_audio_vllm_replica", "plan_request",
-    "placeholder_runs", "register_audio_vllm_rollout",
+    "clean_mm_processor_kwargs", "collapse_placeholder_runs", "plan_request", "placeholder_runs",
 ]
 
 #: processor keywords vLLM's audio processors set themselves (passing them again is a TypeError)
@@ -175,66 +175,3 @@ def banned_token_ids(hf_config: Any, tokenizer: Any, vision_ids: Iterable[int] =
     from audio_thinker.inference.placeholders import multimodal_placeholder_ids
 
     return sorted({int(i) for i in vision_ids} | multimodal_placeholder_ids(hf_config, tokenizer))
-
-
-# -- glue: verl's server and replica with the rules above (imports vLLM and verl) -------------------
-
-
-def _server_class() -> type:
-    from verl.utils.tokenizer import normalize_token_ids
-    from verl.workers.rollout.utils import get_vision_placeholder_token_ids
-    from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer
-
-    class AudioVLLMHttpServer(vLLMHttpServer):
-        """verl's vLLM server with the audio rules of :mod:`audio_thinker.verl_ext.vllm_server`."""
-
-        async def run_server(self, args: Any) -> None:
-            await super().run_server(args)
-            banned = banned_token_ids(self.model_config.hf_config, self.model_config.tokenizer,
-                                      get_vision_placeholder_token_ids(self.model_config.processor))
-            # verl banned the vision placeholders; a second mask over the first adds the audio ones
-            await self.engine.collective_rpc(
-                method="monkey_patch_model",
-                kwargs={"vocab_size": len(self.model_config.tokenizer), "banned_token_ids": banned},
-            )
-
-        async def generate(self, prompt_ids: Any, sampling_params: dict[str, Any], request_id: str,
-                           image_data: Any = None, video_data: Any = None, audio_data: Any = None,
-                           mm_processor_kwargs: dict[str, Any] | None = None, priority: int = 0,
-                           kv_transfer_params: dict | None = None) -> Any:
-            ids = normalize_token_ids(prompt_ids)
-            audio_id = audio_placeholder_id(self.model_config.hf_config, self.model_config.tokenizer)
-            requested = sampling_params.pop("max_tokens", sampling_params.pop("max_new_tokens", None))
-            plan = plan_request(ids, audio_id if audio_data else None, max_model_len=self.config.max_model_len,
-                                prompt_length=self.config.prompt_length,
-                                response_length=self.config.response_length, requested_max_tokens=requested)
-            sampling_params["max_tokens"] = plan.max_tokens
-            return await super().generate(
-                plan.prompt_ids, sampling_params, request_id, image_data=image_data, video_data=video_data,
-                audio_data=audio_data, mm_processor_kwargs=clean_mm_processor_kwargs(mm_processor_kwargs),
-                priority=priority, kv_transfer_params=kv_transfer_params,
-            )
-
-    return AudioVLLMHttpServer
-
-
-def load_audio_vllm_replica() -> type:
-    """verl's ``vLLMReplica`` whose servers are :class:`AudioVLLMHttpServer` (imports vLLM)."""
-    import ray
-    from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMReplica
-
-    server = _server_class()
-
-    class AudioVLLMReplica(vLLMReplica):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.server_class = ray.remote(server)
-
-    return AudioVLLMReplica
-
-
-def register_audio_vllm_rollout() -> None:
-    """Point verl's ``vllm`` rollout entry at :func:`load_audio_vllm_replica` (lazy; idempotent)."""
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    RolloutReplicaRegistry.register("vllm", load_audio_vllm_replica)
