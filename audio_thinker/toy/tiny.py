@@ -10,12 +10,13 @@ writes a directory that loads through the very code path used for the real 7B ch
 Design decisions
 ----------------
 * **Real architecture, tiny sizes.** The configs are the real config classes (``Qwen2AudioConfig``,
-  ``Qwen2_5OmniThinkerConfig``) with a 64-wide, 2-layer text model (4 heads, 2 KV heads, GQA like the
-  real Omni) and a 64-wide, 2-layer audio encoder. What the audio path depends on stays real:
+  ``Qwen2_5OmniThinkerConfig``) with a 64-wide, 2-layer text model (2 heads, 1 KV head, GQA like the
+  real Omni; ``head_dim=32``, the least vLLM's CPU attention accepts) and a 64-wide, 2-layer audio
+  encoder. What the audio path depends on stays real:
   ``num_mel_bins=128``, ``max_source_positions=1500`` (Qwen2-Audio's encoder insists on exactly
   ``1500 * 2 = 3000`` mel frames, i.e. 30 s padded input), Omni's ``n_window=100`` chunking,
   ``position_id_per_seconds=25``, ``seconds_per_chunk=2`` and an M-RoPE section scaled from the
-  real ``[16, 24, 24]`` to ``[2, 3, 3]`` for ``head_dim=16``. Word embeddings are untied (as in both
+  real ``[16, 24, 24]`` to ``[4, 6, 6]`` for ``head_dim=32``. Word embeddings are untied (as in both
   7B releases). Weights are float32; each directory is a few MB.
 * **Real special-token wiring, compact ids.** A 152k vocabulary would cost ~40 MB, so the tokenizer
   is a byte-level BPE trained offline (:mod:`audio_thinker.toy.tokenizer`: Qwen2's exact pipeline,
@@ -224,8 +225,9 @@ def build_processor(arch: str, tokenizer: Any) -> Any:
 # Model configs
 # ----------------------------------------------------------------------------------------------
 
-_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, hidden_act="silu", tie_word_embeddings=False,
+# 2 heads of 32 (GQA, 1 KV head): vLLM's CPU attention needs head_dim >= 32
+_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+             num_key_value_heads=1, hidden_act="silu", tie_word_embeddings=False,
              use_sliding_window=False, initializer_range=0.02)
 _AUDIO = dict(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
               d_model=64, max_source_positions=1500, activation_function="gelu", scale_embedding=False)
@@ -255,7 +257,7 @@ def qwen2_5_omni_thinker_config(ids: dict[str, int], vocab_size: int) -> Any:
     text = dict(
         _TEXT, vocab_size=vocab_size, max_position_embeddings=32768, rms_norm_eps=1e-6,
         max_window_layers=2, sliding_window=32768,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
         bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
     )

@@ -3,8 +3,8 @@
 ``python -m audio_thinker.toy.tiny_judge --out DIR [--seed S] [--prime-steps N]`` writes a
 directory that loads through the code path the real judge uses (``AutoTokenizer`` /
 ``AutoModelForCausalLM`` ``.from_pretrained(DIR)``): a ``Qwen3ForCausalLM`` 64 wide and 2 layers
-deep (4 query heads, 2 KV heads, ``head_dim`` 16, QK-norm, untied embeddings: the 8B release's
-layout at toy size).
+deep (2 query heads, 1 KV head, ``head_dim`` 32, the least vLLM's CPU attention accepts; QK-norm,
+untied embeddings: the 8B release's layout at toy size).
 
 Why it exists: the judge pool's ``hf`` backend (:mod:`reward_workers.hf_worker`) must be tested
 end to end on CPU without downloads. Its verdicts are random (mostly unparseable, which exercises
@@ -111,7 +111,7 @@ def build_judge_config(tokenizer: Any) -> Any:
     ids = token_ids(tokenizer, ["<|endoftext|>"])
     config = Qwen3Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, hidden_act="silu",
+        num_attention_heads=2, num_key_value_heads=1, head_dim=32, hidden_act="silu",
         max_position_embeddings=_MAX_POSITIONS, rms_norm_eps=1e-6, tie_word_embeddings=False,
         rope_parameters={"rope_type": "default", "rope_theta": 1e6}, attention_bias=False,
         use_sliding_window=False, initializer_range=0.02,

@@ -63,6 +63,37 @@ def register_model_classes() -> None:
     )
 
 
+class _TieWordEmbeddingsFromTextConfig:
+    """``config.tie_word_embeddings``: the value set on the config, else its ``text_config``'s.
+
+    Under transformers 5.9 ``Qwen2AudioConfig`` has no ``tie_word_embeddings`` unless the
+    config.json names it, and the released Qwen2-Audio-7B-Instruct one names it only inside
+    ``text_config``; verl reads ``hf_config.tie_word_embeddings`` directly (its FSDP engine's
+    meta-device init) and fails with ``AttributeError``.
+    """
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        if "tie_word_embeddings" in obj.__dict__:
+            return obj.__dict__["tie_word_embeddings"]
+        return bool(getattr(getattr(obj, "text_config", None), "tie_word_embeddings", False))
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["tie_word_embeddings"] = value
+
+
+def default_tie_word_embeddings() -> None:
+    """Give the audio configs that lack it a ``tie_word_embeddings`` read from ``text_config``."""
+    import transformers
+
+    for name in ("Qwen2AudioConfig", "Qwen2_5OmniConfig"):
+        cls = getattr(transformers, name)
+        if not isinstance(cls.__dict__.get("tie_word_embeddings"), _TieWordEmbeddingsFromTextConfig) and \
+                not hasattr(cls, "tie_word_embeddings"):
+            cls.tie_word_embeddings = _TieWordEmbeddingsFromTextConfig()
+
+
 def load_audio_processor(name_or_path: str, **kwargs: Any) -> Any | None:
     """The real processor of an audio checkpoint, or ``None`` when ``name_or_path`` is not one.
 
@@ -160,6 +191,7 @@ def patch_fsdp2_wrap_targets() -> None:
 def register() -> None:
     """Apply every registration; safe to call more than once."""
     register_model_classes()
+    default_tie_word_embeddings()
     patch_hf_processor()
     patch_multimodal_processor_check()
     patch_fsdp2_wrap_targets()

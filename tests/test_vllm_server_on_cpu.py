@@ -1,0 +1,90 @@
+"""The audio rules around verl's vLLM server (audio_thinker.verl_ext.vllm_server): pure, no vLLM needed.
+
+The placeholder checks run on the real tiny Qwen2-Audio processor: verl's agent loop sends the
+processor's expanded ids, and the collapsed prompt must be what vLLM re-expands to the same length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audio_thinker.verl_ext import vllm_server as vs
+
+
+def test_sampling_rate_is_dropped_from_processor_kwargs():
+    # vLLM's Qwen2-Audio processor does dict(**mm_kwargs, sampling_rate=...): a second key is a TypeError
+    sent = {"sampling_rate": 16000}
+    assert vs.clean_mm_processor_kwargs(sent) is None
+    with pytest.raises(TypeError):
+        dict(**sent, sampling_rate=16000)
+    cleaned = vs.clean_mm_processor_kwargs({"sampling_rate": 16000, "truncation": False}) or {}
+    assert dict(**cleaned, sampling_rate=16000) == {"truncation": False, "sampling_rate": 16000}
+    assert vs.clean_mm_processor_kwargs(None) is None
+
+
+def test_collapse_keeps_other_tokens_and_separate_runs():
+    ids = [5, 9, 9, 9, 6, 6, 9, 7]
+    assert vs.collapse_placeholder_runs(ids, {9}) == [5, 9, 6, 6, 9, 7]
+    assert vs.collapse_placeholder_runs(ids, set()) == ids
+    assert vs.placeholder_runs(ids, 9) == [3, 1]
+    assert vs.placeholder_runs(ids, None) == []
+
+
+def test_plan_counts_the_expanded_audio_against_the_budget():
+    ids = [1] * 10 + [9] * 50 + [2] * 10  # 70 ids as verl sends them (run already expanded)
+    plan = vs.plan_request(ids, 9, max_model_len=100, prompt_length=80, response_length=48)
+    assert plan.prompt_ids == [1] * 10 + [9] + [2] * 10
+    assert plan.expanded_length == 70
+    assert plan.max_tokens == 30  # the model's context, not 100 - 21
+    # the collapsed form plus the clip's token count is the same request
+    again = vs.plan_request(plan.prompt_ids, 9, max_model_len=100, prompt_length=80, response_length=48,
+                            audio_token_counts=[50])
+    assert again == plan
+    assert vs.plan_request(ids, 9, max_model_len=1000, prompt_length=80, response_length=48).max_tokens == 48
+    assert vs.plan_request(ids, 9, max_model_len=1000, prompt_length=80, response_length=48,
+                           requested_max_tokens=5).max_tokens == 5
+
+
+def test_plan_refuses_a_prompt_without_room_and_mismatched_clips():
+    ids = [1] * 10 + [9] * 50
+    with pytest.raises(ValueError, match="max_model_len=60"):
+        vs.plan_request(ids, 9, max_model_len=60, prompt_length=80, response_length=8)
+    with pytest.raises(ValueError, match="1 audio placeholder runs in the prompt but 2 clips"):
+        vs.plan_request(ids, 9, max_model_len=100, prompt_length=80, response_length=8, audio_token_counts=[50, 3])
+    with pytest.raises(ValueError, match="50 placeholder tokens in the prompt, 49 expected"):
+        vs.plan_request(ids, 9, max_model_len=100, prompt_length=80, response_length=8, audio_token_counts=[49])
+
+
+@pytest.fixture(scope="module")
+def tiny_processor(tmp_path_factory):
+    from audio_thinker.toy.tiny import ensure_tiny_model
+    from audio_thinker.verl_ext.plugin import load_audio_processor
+
+    path = ensure_tiny_model("qwen2_audio", tmp_path_factory.mktemp("tiny") / "qwen2_audio")
+    return load_audio_processor(str(path))
+
+
+def test_verl_sent_ids_collapse_to_what_the_chat_template_renders(tiny_processor):
+    proc = tiny_processor
+    text = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "audio", "audio_url": "x.wav"}, {"type": "text", "text": "hi"}]}],
+        add_generation_prompt=True, tokenize=False)
+    clip = np.zeros(16000 * 2, dtype=np.float32)
+    expanded = proc(text=[text], audio=[clip], sampling_rate=16000, return_tensors="np")["input_ids"][0].tolist()
+    audio_id = vs.audio_placeholder_id(proc.config, proc.tokenizer)
+    assert vs.placeholder_runs(expanded, audio_id) == [50]  # 25 tokens per second
+    plain = proc.tokenizer(text)["input_ids"]
+    plan = vs.plan_request(expanded, audio_id, max_model_len=4096, prompt_length=256, response_length=48)
+    assert plan.prompt_ids == plain  # one <|AUDIO|>, which vLLM expands to exactly 50
+    assert plan.expanded_length == len(expanded)
+
+
+def test_banned_ids_cover_the_audio_placeholders(tiny_processor):
+    proc = tiny_processor
+    vocab = proc.tokenizer.get_vocab()
+    banned = vs.banned_token_ids(proc.config, proc.tokenizer, vision_ids=[3])
+    for token in ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"):
+        assert vocab[token] in banned
+    assert 3 in banned
+    assert vocab["<|im_end|>"] not in banned
