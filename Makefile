@@ -35,10 +35,14 @@ system-deps:
 	    echo "ffmpeg is missing: install it (e.g. sudo apt-get install ffmpeg); tests that need it skip"; \
 	  fi; }
 
+# the fast tier (~10 min on 2 cores); test-all adds the slow tier (heavier variants, every recipe)
 test: venv system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# one training step of every tiny_cpu GRPO recipe (make test runs two of them; ~6-8 min on 2 cores)
+test-all: venv system-deps
+	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+# one training step of every tiny_cpu GRPO recipe (~6-8 min on 2 cores; make test-all runs them too)
 test-recipes: venv system-deps
 	$(BIN)/python -m pytest -m recipes tests/test_recipes_on_cpu.py
 

@@ -9,14 +9,13 @@ from audio_thinker.data.synthetic import generate_dataset
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_model_dir):
     import verl  # noqa: F401  (plugin)
     from verl.utils import hf_processor, hf_tokenizer
 
-    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("ds")
-    model = str(ensure_tiny_model("qwen2_audio", root / "model"))
+    model = str(tiny_model_dir("qwen2_audio"))
     generate_dataset(root / "data", n_train=12, n_val=4, seed=3, progress=False)
     return root, hf_tokenizer(model), hf_processor(model)
 

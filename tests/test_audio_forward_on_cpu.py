@@ -26,15 +26,14 @@ def clip(kind: str, seconds: float = 2.0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def tiny(request, tmp_path_factory):
+def tiny(request, tiny_model_dir):
     import verl  # noqa: F401  (loads the plugin)
     from transformers import AutoConfig
     from verl.utils import hf_processor, hf_tokenizer
     from verl.utils.model import get_hf_auto_model_class
 
-    from audio_thinker.toy.tiny import ensure_tiny_model
 
-    path = str(ensure_tiny_model(request.param, tmp_path_factory.mktemp(request.param)))
+    path = str(tiny_model_dir(request.param))
     processor = hf_processor(path)
     assert processor is not None, "verl dropped the audio processor"
     model_cls = get_hf_auto_model_class(AutoConfig.from_pretrained(path))

@@ -38,13 +38,8 @@ def synthetic(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, str]:
-    from audio_thinker.toy.tiny import ensure_tiny_model
-    from audio_thinker.toy.tiny_judge import ensure_tiny_judge
-
-    root = tmp_path_factory.mktemp("models")
-    return {"audio": str(ensure_tiny_model("qwen2_audio", root / "audio")),
-            "text": str(ensure_tiny_judge(root / "text"))}
+def models(tiny_model_dir, tiny_judge_dir) -> dict[str, str]:
+    return {"audio": str(tiny_model_dir("qwen2_audio")), "text": str(tiny_judge_dir)}
 
 
 def _lines(path: Path) -> list[dict]:

@@ -83,12 +83,9 @@ class Tiny:
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    from audio_thinker.toy.tiny import ensure_tiny_model
-
-    root = tmp_path_factory.mktemp("tiny_rollout")
+def tiny_dirs(tiny_model_dir):
     archs = ("qwen2_audio", "qwen2_5_omni_thinker")
-    return {arch: str(ensure_tiny_model(arch, root / arch)) for arch in archs}
+    return {arch: str(tiny_model_dir(arch)) for arch in archs}
 
 
 @pytest.fixture(scope="module")

@@ -52,10 +52,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from audio_thinker.toy.tiny import ensure_tiny_model
+def tiny_dir(tiny_model_dir) -> Path:
 
-    return Path(ensure_tiny_model("qwen2_audio", tmp_path_factory.mktemp("tiny") / "qwen2_audio"))
+    return tiny_model_dir("qwen2_audio")
 
 
 def _sine(freq: float) -> np.ndarray:

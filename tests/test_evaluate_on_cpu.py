@@ -30,12 +30,11 @@ NO_PREPARE = {"synthetic_data": None, "tiny_model": None, "warmstart_model": Non
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, tiny_model_dir):
     from audio_thinker.data.synthetic import generate_dataset
-    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("evaluate")
-    model = ensure_tiny_model("qwen2_audio", root / "model")
+    model = tiny_model_dir("qwen2_audio")
     data = root / "data"
     generate_dataset(data, n_train=4, n_val=12, seed=1, progress=False)
     wavs = sorted((data / "audio" / "val").glob("*.wav"))

@@ -100,14 +100,12 @@ def _run(command: list[str], cwd: Path, log: Path) -> tuple[subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_model_dir, tiny_judge_dir):
     from audio_thinker.data.synthetic import generate_dataset
-    from audio_thinker.toy.tiny import ensure_tiny_model
-    from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 
     root = tmp_path_factory.mktemp("grpo_e2e")
-    model = ensure_tiny_model("qwen2_audio", root / "model")
-    judge = ensure_tiny_judge(root / "judge")
+    model = tiny_model_dir("qwen2_audio")
+    judge = tiny_judge_dir
     data = root / "data"
     generate_dataset(data, n_train=12, n_val=4, seed=0, progress=False)
 

@@ -40,17 +40,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from audio_thinker.toy.tiny import ensure_tiny_model
+def tiny_dir(tiny_model_dir) -> Path:
 
-    return Path(ensure_tiny_model("qwen2_audio", tmp_path_factory.mktemp("tiny") / "qwen2_audio"))
+    return tiny_model_dir("qwen2_audio")
 
 
 @pytest.fixture(scope="module")
-def judge_dir(tmp_path_factory) -> str:
-    from audio_thinker.toy.tiny_judge import ensure_tiny_judge
+def judge_dir(tiny_judge_dir) -> str:
 
-    return str(ensure_tiny_judge(tmp_path_factory.mktemp("judge") / "tiny_judge"))
+    return str(tiny_judge_dir)
 
 
 @pytest.fixture(scope="module")

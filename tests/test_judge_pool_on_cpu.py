@@ -19,7 +19,6 @@ from audio_thinker.inference.continuations import cut_at_stop
 from audio_thinker.rewards.judge_parsing import parse_consistency, parse_quality
 from audio_thinker.rewards.judge_prompts import build_judge_prompt
 from audio_thinker.rewards.verdict import GenerationParams, JudgeFailure
-from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 from reward_workers.hf_worker import HFJudgeActor
 from reward_workers.pool import PoolJudgeClient, get_judge_pool, get_or_create_judge_pool
 
@@ -38,8 +37,8 @@ def items(n, prefix="t"):
 
 
 @pytest.fixture(scope="module")
-def judge_dir(tmp_path_factory):
-    return str(ensure_tiny_judge(tmp_path_factory.mktemp("judge") / "tiny_judge"))
+def judge_dir(tiny_judge_dir):
+    return str(tiny_judge_dir)
 
 
 @pytest.fixture(scope="module")

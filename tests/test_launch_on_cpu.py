@@ -542,7 +542,6 @@ def _tiny_overrides(root: Path, run_dir: Path) -> list[str]:
     ]
 
 
-@pytest.mark.slow
 def test_local_mode_runs_one_grpo_step_and_stops_only_its_cluster(other_cluster, tmp_path):
     from audio_thinker.data.synthetic import generate_dataset
     from audio_thinker.toy.tiny import ensure_tiny_model

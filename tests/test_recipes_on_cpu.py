@@ -373,7 +373,6 @@ def test_doc_table_lists_every_recipe_with_its_cost_and_the_papers_figures():
 # ---------------------------------------------------------------------------------------------
 
 GRPO_ROWS = [r for r, (entry, _, _) in ROWS.items() if entry == "audio_thinker.main_grpo"]
-SMOKE = ("grpo", "grpo_atar_cr_tr")  # make test: one row without the judge, one with it
 
 
 @pytest.fixture(scope="module")
@@ -473,7 +472,7 @@ def _step_metrics(run_dir: Path) -> dict[int, dict]:
 
 def _run_params():
     for row in GRPO_ROWS:
-        marks = [pytest.mark.recipes] + ([pytest.mark.recipes_smoke] if row in SMOKE else [])
+        marks = [pytest.mark.recipes, pytest.mark.slow]
         yield pytest.param(row, marks=marks, id=row)
 
 

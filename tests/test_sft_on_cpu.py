@@ -41,14 +41,13 @@ END = "<|im_end|>"
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, tiny_model_dir):
     """Tiny models of both architectures, a small synthetic set and a CoT copy of its train split."""
     from audio_thinker.data.synthetic import generate_dataset
     from audio_thinker.data.template_cot import template_rationale
-    from audio_thinker.toy.tiny import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("sft")
-    models = {arch: ensure_tiny_model(arch, root / arch) for arch in ARCHS}
+    models = {arch: tiny_model_dir(arch) for arch in ARCHS}
     data = root / "data"
     generate_dataset(data, n_train=5, n_val=4, seed=3, progress=False)
     frame = pd.read_parquet(data / "train.parquet")
@@ -438,6 +437,7 @@ def test_answer_sft_runs_decreases_loss_and_saves_an_evaluable_checkpoint(assets
     assert (checkpoint / "merged_hf" / "config.json").is_file()
 
 
+@pytest.mark.slow  # the answer-target SFT run above covers main_sft end to end in the fast tier
 def test_cot_sft_trains_on_rationales_and_skips_rows_without_one(assets):
     run_dir = assets["root"] / "run_cot"
     result = _main_sft(
