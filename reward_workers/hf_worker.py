@@ -40,6 +40,7 @@ from reward_workers.backend import (
     JudgeBackendError,
     JudgeTimeout,
     JudgeWorkerDead,
+    check_continuations,
 )
 
 __all__ = ["HFJudgeActor", "HFJudgeWorker"]
@@ -156,9 +157,7 @@ class HFJudgeWorker:
             raise JudgeBackendError(f"{self.name}: call cancelled: {_short(error)}") from None
         except RayError as error:
             raise JudgeBackendError(f"{self.name}: {type(error).__name__}: {_short(error)}") from None
-        if not isinstance(texts, list) or len(texts) != len(prompts):
-            raise JudgeBackendError(f"{self.name}: expected {len(prompts)} continuations, got {texts!r:.200}")
-        return texts
+        return check_continuations(texts, len(prompts), worker=self.name)
 
     async def restart(self) -> None:
         """Kill the old actor (if any) and start a fresh one with the same options."""

@@ -27,7 +27,7 @@ imports neither vLLM nor torch and never touches CUDA. A machine without vLLM ge
 :class:`~audio_thinker.inference.vllm.VLLMNotInstalledError`, which says ``pip install -e .[gpu]``.
 Everything that can be decided without vLLM is a plain function tested on CPU:
 :func:`sampling_kwargs`, :func:`engine_kwargs`, :func:`actor_options`, :func:`map_ray_error`,
-:func:`check_texts`.
+:func:`reward_workers.backend.check_continuations`.
 
 Why our own Ray actor pool instead of verl 0.9.1's generative reward-model machinery
 (``reward.reward_model.*``: vLLM replicas behind an HTTP router, on the shared pool or, with
@@ -100,10 +100,11 @@ from reward_workers.backend import (
     JudgeTimeout,
     JudgeWorker,
     JudgeWorkerDead,
+    check_continuations,
 )
 
 __all__ = [
-    "VLLMJudgeActor", "VLLMJudgeWorker", "actor_options", "check_texts", "engine_kwargs", "make_vllm_workers",
+    "VLLMJudgeActor", "VLLMJudgeWorker", "actor_options", "engine_kwargs", "make_vllm_workers",
     "map_ray_error", "on_cpu", "sampling_kwargs",
 ]
 
@@ -249,14 +250,6 @@ def map_ray_error(exc: BaseException, *, worker: str, timeout_s: float | None = 
     return JudgeBackendError(f"judge {worker}: {type(exc).__name__}: {_short(exc)}")
 
 
-def check_texts(texts: Any, n: int, *, worker: str) -> list[str]:
-    """The actor's reply, checked: exactly ``n`` strings."""
-    if not isinstance(texts, list) or len(texts) != n or not all(isinstance(t, str) for t in texts):
-        got = f"{len(texts)} items" if isinstance(texts, list) else type(texts).__name__
-        raise JudgeBackendError(f"judge {worker}: expected {n} continuations, got {got}")
-    return texts
-
-
 # -- the actor (needs vLLM and a GPU) --------------------------------------------------------------
 
 
@@ -394,7 +387,7 @@ class VLLMJudgeWorker(JudgeWorker):
                 _cancel(ref)  # the actor aborts the batch's requests in the engine
                 err = JudgeTimeout(f"judge {self.name}: no reply within {timeout_s:g} s ({len(prompts)} prompts)")
             raise err from exc
-        return check_texts(texts, len(prompts), worker=self.name)
+        return check_continuations(texts, len(prompts), worker=self.name)
 
     async def restart(self) -> None:
         """Kill the actor, start a new one and wait for its engine."""

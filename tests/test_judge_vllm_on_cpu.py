@@ -32,7 +32,6 @@ from reward_workers.vllm_worker import (
     VLLMJudgeActor,
     VLLMJudgeWorker,
     actor_options,
-    check_texts,
     engine_kwargs,
     make_vllm_workers,
     map_ray_error,
@@ -127,11 +126,14 @@ def test_map_ray_error():
     assert map_ray_error(same, worker="w") is same
 
 
-def test_check_texts():
-    assert check_texts(["a", "b"], 2, worker="w") == ["a", "b"]
+def test_reply_check_is_the_pools_one():
+    """The worker checks the actor's reply with the one check every judge backend uses."""
+    from reward_workers.backend import check_continuations
+
+    assert check_continuations(["a", "b"], 2, worker="w") == ["a", "b"]
     for bad in (["a"], ["a", 2], ("a", "b"), None):
         with pytest.raises(JudgeBackendError, match="expected 2 continuations"):
-            check_texts(bad, 2, worker="w")
+            check_continuations(bad, 2, worker="w")
 
 
 # -- vLLM missing / light import ---------------------------------------------------------------------
