@@ -235,3 +235,19 @@ def test_gpu_backbones_size_prompts_for_30s_of_audio():
         assert cfg.data.max_prompt_length >= audio_tokens + 200
         assert cfg.actor_rollout_ref.rollout.name == "vllm"
         assert cfg.actor_rollout_ref.rollout.engine_kwargs.vllm.limit_mm_per_prompt.audio == 1
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["backbone=tiny_cpu"], "tiny_cpu_grpo_atar_cr_tr"),
+    (["backbone=tiny_cpu", "audio_thinker.reward.mode=accuracy"], "tiny_cpu_grpo_accuracy"),
+    (["backbone=qwen2_audio_7b"], "qwen2_audio_grpo_atar"),
+    (["backbone=qwen2_5_omni_7b", "audio_thinker.reward.mode=atar_cr"], "qwen2_5_omni_grpo_atar_cr"),
+])
+def test_run_name_follows_the_reward_it_trains_with(overrides, name):
+    """The demo trains atar_cr_tr: its run must not be named after another reward mode."""
+    from omegaconf import OmegaConf
+
+    from audio_thinker.compose import compose
+
+    config = compose("audio_thinker.main_grpo", overrides)
+    assert OmegaConf.select(config, "trainer.experiment_name") == name
