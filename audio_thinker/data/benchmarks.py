@@ -203,8 +203,8 @@ class LoadReport:
 def shared_benchmarks_dir() -> Path | None:
     """The folder with the real benchmark metadata, or None when it is absent.
 
-    ``$AUDIO_THINKER_BENCHMARKS_DIR`` when set, else ``shared/benchmarks`` beside the checkout
-    (``<checkout>/../shared/benchmarks``). The files are read in place, never copied.
+    ``$AUDIO_THINKER_BENCHMARKS_DIR`` when set, else a ``shared/benchmarks`` folder next to the
+    checkout's own folder (a sibling of the checkout). The files are read in place, never copied.
     """
     configured = os.environ.get(BENCHMARKS_DIR_ENV)
     default = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
