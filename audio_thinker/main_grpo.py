@@ -31,7 +31,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from audio_thinker.cli import check_or_exit, latest_checkpoint
+from audio_thinker.cli import check_or_exit, latest_checkpoint, repair_checkpoint_tracker
 from audio_thinker.config import AudioThinkerConfig, ConfigError, load_config
 from audio_thinker.toy.prepare import ToySection, prepare
 
@@ -156,6 +156,10 @@ def run(config: DictConfig) -> int:
         config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
     )
     metrics_file = configure_outputs(config)
+    if config.trainer.resume_mode == "auto":
+        repaired = repair_checkpoint_tracker(Path(str(config.trainer.default_local_dir)))
+        if repaired:
+            print(repaired)
     where = os.environ.get("RAY_ADDRESS")
     print(f"Ray: {'joining the cluster at ' + where if where else 'starting a local cluster'}")
     run_ppo(config, task_runner_class=TaskRunnerV1)
