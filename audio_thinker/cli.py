@@ -12,11 +12,15 @@ from omegaconf import DictConfig, OmegaConf
 from audio_thinker.config import ConfigError
 
 
-def check_or_exit(config: DictConfig, check: Callable[[DictConfig], None]) -> bool:
+def check_or_exit(config: DictConfig, check: Callable[[DictConfig], None],
+                  dry_run_check: Callable[[DictConfig], None] | None = None) -> bool:
     """``check(config)``; a :class:`ConfigError` is printed and exits 2. With ``audio_thinker.dry_run``
-    the resolved config is printed and False returned (nothing to start); True otherwise."""
+    ``dry_run_check`` (e.g. verl's own validation, which the real run does later) runs on the resolved
+    config too, then the resolved config is printed and False returned (nothing to start); True otherwise."""
     try:
         check(config)
+        if config.audio_thinker.dry_run and dry_run_check is not None:
+            dry_run_check(OmegaConf.create(OmegaConf.to_container(config, resolve=True)))
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
