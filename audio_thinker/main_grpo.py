@@ -23,6 +23,7 @@ than asked for.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -31,7 +32,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from audio_thinker.cli import check_or_exit, latest_checkpoint
+from audio_thinker.cli import check_or_exit, latest_checkpoint, repair_checkpoint_tracker
+from audio_thinker.compose import verl_validate
 from audio_thinker.config import AudioThinkerConfig, ConfigError, load_config
 from audio_thinker.toy.prepare import ToySection, prepare
 
@@ -60,6 +62,36 @@ def validate(config: DictConfig) -> None:
         )
     if not config.trainer.use_v1:
         raise ConfigError("trainer.use_v1=false selects verl's deprecated trainer: keep trainer.use_v1=true")
+    check_verl_values(config)
+
+
+def _positive_int(config: DictConfig, key: str, *, optional: bool = False, hint: str = "") -> None:
+    value = OmegaConf.select(config, key)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer{hint}")
+
+
+def check_verl_values(config: DictConfig) -> None:
+    """The verl values a run needs, checked before Ray starts (verl finds them late, or never)."""
+    _positive_int(config, "trainer.total_training_steps", optional=True,
+                  hint=" (or null: trainer.total_epochs decides)")
+    _positive_int(config, "data.train_batch_size", hint=" (prompts per step)")
+    _positive_int(config, "actor_rollout_ref.actor.ppo_mini_batch_size",
+                  hint=" (prompts per actor update; at most data.train_batch_size)")
+    for key, what in (("data.train_files", "a parquet file (or a list of them) of training prompts"),
+                      ("actor_rollout_ref.model.path", "the Hugging Face model to train (id or directory)")):
+        value = OmegaConf.select(config, key)
+        if value is None or (isinstance(value, str) and not value.strip()) or (
+                not isinstance(value, str) and not list(value)):
+            raise ConfigError(f"{key} is missing: set it to {what}")
+    for key in ("actor_rollout_ref.rollout.temperature", "actor_rollout_ref.rollout.val_kwargs.temperature"):
+        value = OmegaConf.select(config, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{key}={value!r} must be a finite number >= 0 (1.0 samples, 0 is greedy)")
 
 
 def configure_outputs(config: DictConfig) -> Path | None:
@@ -146,16 +178,16 @@ def run(config: DictConfig) -> int:
     """Hand the validated config to verl's own V1 task runner (as ``verl.trainer.main_ppo`` does)."""
     confine_local_cluster()  # a no-op after the one in __main__; an error if Ray read the switch first
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
 
     # verl resolves the config again in its task-runner actor, where ${hydra:...} (experiment names
     # use ${hydra:runtime.choices.backbone}) has no hydra run to resolve against: resolve it here
     OmegaConf.resolve(config)
-    validate_config(
-        config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
-    )
+    verl_validate(config)
     metrics_file = configure_outputs(config)
+    if config.trainer.resume_mode == "auto":
+        repaired = repair_checkpoint_tracker(Path(str(config.trainer.default_local_dir)))
+        if repaired:
+            print(repaired)
     where = os.environ.get("RAY_ADDRESS")
     print(f"Ray: {'joining the cluster at ' + where if where else 'starting a local cluster'}")
     run_ppo(config, task_runner_class=TaskRunnerV1)
@@ -164,7 +196,7 @@ def run(config: DictConfig) -> int:
 
 @hydra.main(config_path=CONFIG_DIR, config_name=CONFIG_NAME, version_base=None)
 def main(config: DictConfig) -> None:
-    if not check_or_exit(config, validate):
+    if not check_or_exit(config, validate, dry_run_check=verl_validate):
         return
     ours: AudioThinkerConfig = load_config(config.get("audio_thinker"))
     prepare(ToySection.load(config.get("toy")), prompt_mode=ours.prompt_mode)

@@ -251,3 +251,52 @@ def test_run_name_follows_the_reward_it_trains_with(overrides, name):
 
     config = compose("audio_thinker.main_grpo", overrides)
     assert OmegaConf.select(config, "trainer.experiment_name") == name
+
+
+def _grpo(overrides):
+    from audio_thinker.compose import GRPO_ENTRY, compose
+
+    return compose(GRPO_ENTRY, ["backbone=tiny_cpu", *overrides])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("trainer.total_training_steps=0", r"trainer.total_training_steps=0 must be a positive integer"),
+    ("trainer.total_training_steps=2.5", r"trainer.total_training_steps=2.5 must be a positive integer"),
+    ("actor_rollout_ref.actor.ppo_mini_batch_size=0", r"ppo_mini_batch_size=0 must be a positive integer"),
+    ("data.train_batch_size=abc", r"data.train_batch_size='abc' must be a positive integer"),
+    ("data.train_files=null", r"data.train_files is missing: set it to a parquet file"),
+    ("data.train_files=[]", r"data.train_files is missing"),
+    ("actor_rollout_ref.model.path=''", r"actor_rollout_ref.model.path is missing"),
+    ("actor_rollout_ref.rollout.temperature=nan", r"rollout.temperature=nan must be a finite number >= 0"),
+    ("actor_rollout_ref.rollout.temperature=inf", r"rollout.temperature=inf must be a finite number"),
+    ("audio_thinker.reward.weights.format=nan", r"audio_thinker.reward.weights: format=nan must be a finite"),
+    ("audio_thinker.reward.weights.consistency=inf", r"consistency=inf must be a finite"),
+    ("audio_thinker.audio.max_seconds=inf", r"audio_thinker.audio: max_seconds=inf must be a finite number"),
+    ("audio_thinker.audio.max_seconds=nan", r"max_seconds=nan must be a finite number"),
+])
+def test_verl_values_are_checked_before_ray_starts(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_grpo([override]))
+
+
+def test_null_total_training_steps_lets_the_epochs_decide():
+    validate(_grpo(["trainer.total_training_steps=null"]))
+
+
+def test_non_finite_floats_are_refused_by_the_sections_themselves():
+    from audio_thinker.rewards.combine import RewardWeights
+
+    with pytest.raises(ValueError, match="think_quality=nan must be a finite number"):
+        RewardWeights(think_quality=float("nan"))
+    with pytest.raises(ValueError, match="max_abs_sample=inf must be a finite number"):
+        AudioConfig(max_abs_sample=float("inf"))
+
+
+def test_dry_run_runs_verl_validation_too(tmp_path):
+    # ours accepts it, verl refuses it: the dry run must not say "config OK"
+    run = [sys.executable, "-m", "audio_thinker.main_grpo", f"hydra.run.dir={tmp_path}", "backbone=tiny_cpu",
+           "audio_thinker.dry_run=true", "data.train_batch_size=2"]
+    bad = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stdout[-2000:]
+    assert "config OK" not in bad.stdout
+    assert "verl refuses this config: train_batch_size (2) must be >= actor.ppo_mini_batch_size (4)" in bad.stderr

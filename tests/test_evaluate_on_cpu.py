@@ -253,3 +253,24 @@ def test_command_line(assets, tmp_path):
     bad = subprocess.run([*command[:3], "prompt_mode=sometimes"], cwd=REPO, capture_output=True, text=True,
                          timeout=300, check=False)
     assert bad.returncode == 1 and "prompt_mode='sometimes' is not valid" in bad.stderr
+
+
+def test_resume_refuses_weights_replaced_in_place(assets, tmp_path):
+    """Same model path, new weights (retrained into the same directory): the old records are not reused."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(assets["model"], model)
+    out = tmp_path / "run"
+    small = {"model": {"path": str(model)}, "benchmark": {"limit": 2}, "generation": {"max_new_tokens": 2}}
+    evaluate(_config(assets, out, **small))
+    again = evaluate(_config(assets, out, **small))  # untouched files: resumes, generates nothing
+    assert again.results["timing"]["items_generated"] == 0
+    weights = model / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in tensors.items()}, weights,
+              metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match=r"model's files changed.*model\.safetensors.*new directory"):
+        evaluate(_config(assets, out, **small))

@@ -50,7 +50,9 @@ LAYERS: dict[str, set[str]] = {
     "audio_thinker.verl_ext": BELOW_GLUE | {"audio_thinker.verl_ext", "audio_thinker.backends", "reward_workers"},
     # entry points: may use every layer, never each other (shared CLI helpers live in cli)
     "audio_thinker.cli": BELOW_GLUE | {"audio_thinker.toy"},
-    "audio_thinker.main_grpo": BELOW_GLUE | {"audio_thinker.toy", "audio_thinker.cli", "audio_thinker.verl_ext"},
+    # main_grpo: compose.verl_validate is the one wrapper of verl's validate_config (its dry run uses it)
+    "audio_thinker.main_grpo": BELOW_GLUE | {"audio_thinker.toy", "audio_thinker.cli", "audio_thinker.verl_ext",
+                                             "audio_thinker.compose"},
     "audio_thinker.main_sft": BELOW_GLUE | {"audio_thinker.toy", "audio_thinker.cli", "audio_thinker.verl_ext",
                                             "audio_thinker.backends"},
     "audio_thinker.evaluate": BELOW_GLUE | {"audio_thinker.toy", "audio_thinker.cli", "audio_thinker.verl_ext",

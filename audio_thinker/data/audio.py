@@ -148,6 +148,11 @@ class AudioConfig:
     ffmpeg_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
+        for name in ("max_seconds", "silence_rms_threshold", "max_abs_sample", "ffmpeg_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise ValueError(f"{name}={value} must be a finite number"
+                                 + (" (null: no length check)" if name == "max_seconds" else ""))
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate={self.sample_rate} must be positive")
         if self.max_seconds is not None and not self.max_seconds > 0:

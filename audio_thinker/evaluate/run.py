@@ -111,10 +111,39 @@ def needed_prepare(cfg: EvalConfig) -> ToySection:
     )
 
 
+#: the files of a model directory whose content decides what is generated: weights, processor and
+#: tokenizer, chat template, generation defaults, architecture
+MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "tokenizer*.json", "*processor*config*.json",
+                       "chat_template*", "generation_config.json", "config.json")
+
+
+def model_files(hf_dir: str | Path) -> dict[str, list[int]]:
+    """``{relative path: [size, mtime_ns]}`` of every file in ``hf_dir`` that decides the model's output.
+
+    Replacing the weights in place (or retraining into the same ``global_step_N``) changes this even
+    though the model path stays the same.
+    """
+    root = Path(hf_dir).resolve()
+    found: dict[str, list[int]] = {}
+    for pattern in MODEL_FILE_PATTERNS:
+        for path in root.rglob(pattern):
+            if path.is_file():
+                stat = path.stat()
+                found[path.relative_to(root).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return dict(sorted(found.items()))
+
+
+def _changed_files(previous: Any, current: dict[str, list[int]]) -> list[str]:
+    if not isinstance(previous, dict):
+        return ["(the old run recorded no model files)"]
+    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+
+
 def fingerprint(cfg: EvalConfig, resolved: ResolvedModel) -> dict[str, Any]:
     """What a resumed run must share with the records already in its directory."""
     return {
         "model": str(Path(resolved.hf_dir).resolve()),
+        "model_files": model_files(resolved.hf_dir),
         "benchmark": cfg.benchmark.name,
         "meta": str(Path(cfg.benchmark.meta).resolve()),
         "audio_root": cfg.benchmark.audio_root,
@@ -135,6 +164,14 @@ def _check_resumable(out: Path, current: dict[str, Any], resume: bool) -> None:
         raise ConfigError(f"{out} already holds an evaluation run and resume=false: use another output_dir")
     previous = json.loads(run_file.read_text()).get("fingerprint", {})
     differ = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    if differ == ["model_files"]:
+        changed = _changed_files(previous.get("model_files"), current["model_files"])
+        raise ConfigError(
+            f"{out} holds a run of the same model path but the model's files changed since (weights replaced or "
+            f"retrained in place?): {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}; its records "
+            "belong to the old model: set output_dir to a new directory (or delete the old one) to evaluate "
+            "the current files"
+        )
     if differ:
         raise ConfigError(
             f"{out} holds a run of a different configuration (differs in: {', '.join(differ)}); set output_dir "

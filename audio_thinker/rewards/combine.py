@@ -79,6 +79,15 @@ class RewardWeights:
     format: float = 0.5
     think_quality: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name in ("consistency", "format", "think_quality"):
+            value = getattr(self, name)
+            if not np.isfinite(value):  # NaN would make every reward NaN
+                raise ValueError(f"{name}={value} must be a finite number (default {_DEFAULT_WEIGHTS[name]})")
+
+
+_DEFAULT_WEIGHTS = {"consistency": 0.5, "format": 0.5, "think_quality": 1.0}
+
 
 @dataclass(frozen=True)
 class RewardConfig:
