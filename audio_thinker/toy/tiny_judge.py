@@ -27,13 +27,13 @@ Verdict-format priming (``prime_steps`` > 0; the CPU demo uses :data:`DEMO_PRIME
     (per kind, ``all``) and the share of exactly well-formed first lines (``well_formed``) are
     written into the marker with the loss figures and timings. The 2-layer model learns the
     verdict's first tokens quickly but hardly what precedes the current token, so a quality
-    verdict may run on after its two digits (`` 0.0.0.0``); it still parses (as 0.0), which is
-    why ``all`` and not ``well_formed`` is the figure priming is tuned for. Telling the two kinds
-    apart (both prompts end in ``:``) takes longer: at 30-60 steps some seeds answer the
-    consistency prompt with a score (`` 0.3``, read as ``No``). With the defaults (80 steps of 4
-    prompts, lr 2e-2) priming takes about 13 s on two idle CPU cores; for seeds 0-7, 100 % of the
-    fresh prompts parse, every consistency verdict is `` Yes`` or `` No``, and the quality verdict
-    is well-formed for 4 of them (seed 0, the default, included) and `` 0.0.0.0`` for the others.
+    verdict may run on after its two digits (`` 0.0.0.0``), which the strict verdict parser refuses
+    (a number written in a way it does not read exactly). Telling the two kinds apart (both prompts
+    end in ``:``) also takes a while: at 30-60 steps some seeds answer the consistency prompt with a
+    score. With the defaults (160 steps of 4 prompts, lr 2e-2; about 30 s on two shared CPU cores)
+    100 % of fresh prompts parse for seed 0, every consistency verdict is `` Yes`` or `` No`` and
+    every quality verdict well-formed; at 80 steps the quality verdicts of this 2-head model still
+    ran on (`` 0.0.0.0``: 50 % parsed).
 
 The tokenizer is the tiny models' locally trained byte-level BPE (:mod:`audio_thinker.toy.tokenizer`)
 with Qwen3's added tokens appended in the real order, so each keeps its real offset from ``<|endoftext|>`` (``<think>`` is base + 24 as in
@@ -69,7 +69,7 @@ __all__ = [
 JUDGE_ARCH = "qwen3_judge"
 
 #: verdict-format priming steps of the demo judge (what ``audio_thinker.toy.prepare`` builds)
-DEMO_PRIME_STEPS = 80
+DEMO_PRIME_STEPS = 160
 #: judge prompts per priming step (half consistency, half quality) and AdamW's peak learning rate
 PRIME_BATCH_SIZE = 4
 PRIME_LR = 2e-2
