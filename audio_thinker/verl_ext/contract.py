@@ -309,8 +309,9 @@ _REWARD_AND_ENTRY_POINTS = [
        "registers the reward manager as 'audio_thinker'.", ("name",)),
     _s("verl.experimental.reward_loop.reward_manager.registry.REWARD_MANAGER", "read", f"{_REWARD}:_register_once",
        "name -> class; read so a second execution of the module does not register twice."),
-    _s(_REWARD_BASE, "subclass", f"{_REWARD}:AudioThinkerRewardManager", "per-response rule rewards.",
-       members=("tokenizer",)),
+    _s(_REWARD_BASE, "subclass", f"{_REWARD}:AudioThinkerRewardManager",
+       "per-response rule rewards; verl's init_class sets _class_initialized on our subclass once it ran.",
+       members=("tokenizer", "_class_initialized")),
     _s(f"{_REWARD_BASE}.__init__", "override", f"{_REWARD}:AudioThinkerRewardManager",
        "called positionally as super().__init__(config, tokenizer, compute_score); verl also passes "
        "reward_router_address= and reward_model_tokenizer=.", ("config", "tokenizer", "compute_score")),
