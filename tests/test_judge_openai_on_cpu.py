@@ -339,6 +339,9 @@ def test_http_errors(action, status, retryable, fragment):
 def test_the_key_never_leaks(caplog):
     """repr(worker), error messages, tracebacks and DEBUG logs (httpx/httpcore included) never show the key."""
     caplog.set_level(logging.DEBUG)
+    # explicitly too: importing vLLM (an earlier test in the session) sets httpx's logger to WARNING
+    for name in ("httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
 
     async def main():
         server = ScriptedServer()

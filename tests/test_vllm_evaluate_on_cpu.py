@@ -73,7 +73,7 @@ def test_prompt_ids_are_the_hf_processors(engine):
     vllm = importlib.import_module("vllm")
     out = engine.llm.generate([{"prompt": text, "multi_modal_data": {"audio": [(prompt.audios[0], SR)]}}],
                               vllm.SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)[0]
-    audio_id = audio_placeholder_id(engine.processor.config)
+    audio_id = audio_placeholder_id(None, engine.processor.tokenizer)
     assert placeholder_runs(out.prompt_token_ids, audio_id) == [25]  # one run, 25 tokens per second
     assert list(out.prompt_token_ids) == hf_ids
 
@@ -93,7 +93,7 @@ def test_the_rollout_servers_collapse_gives_vllm_the_actors_prompt(engine):
     text = render_prompt(engine.processor, prompt)
     actor_ids = engine.processor(text=[text], audio=prompt.audios, sampling_rate=SR,
                                  return_tensors="np")["input_ids"][0].tolist()
-    audio_id = audio_placeholder_id(engine.processor.config)
+    audio_id = audio_placeholder_id(None, engine.processor.tokenizer)
     assert placeholder_runs(actor_ids, audio_id) == [50]
     params = vllm.SamplingParams(max_tokens=1, temperature=0.0)
 
@@ -113,7 +113,7 @@ def test_greedy_outputs_match_transformers_and_follow_the_audio(engine, assets):
 
     prompts = _prompts(engine.processor, 3)
     got = engine.generate(prompts)
-    hf = HFGenerator(str(assets["model"]), GenerationOptions(max_new_tokens=MAX_NEW), device="cpu", dtype="float32")
+    hf = HFGenerator.from_pretrained(str(assets["model"]), GenerationOptions(max_new_tokens=MAX_NEW), device="cpu", dtype="float32")
     want = hf.generate(prompts)
     assert [g.text for g in got] == [w.text for w in want]
     assert all(g.n_tokens > 0 for g in got)
@@ -127,7 +127,7 @@ def test_command_line_backend_vllm(assets, tmp_path):
     command = [
         sys.executable, "-m", "audio_thinker.evaluate", "backend=vllm", f"model.path={assets['model']}",
         f"benchmark.meta={assets['data'] / 'val.parquet'}", "generation.max_new_tokens=8", f"output_dir={out}",
-        "progress=false", "prepare.synthetic_data=null", "prepare.tiny_model=null", "prepare.primed_model=null",
+        "progress=false", "toy.synthetic_data=null", "toy.tiny_model=null", "toy.warmstart_model=null",
         "model.label=tiny", "vllm.dtype=float32", "vllm.max_model_len=1024", "vllm.max_num_seqs=8",
         "vllm.enforce_eager=true",
     ]
