@@ -189,7 +189,9 @@ def test_rollout_log_probs_match_the_actor_on_the_same_tokens(runs):
         data = history[step]
         assert data["training/rollout_probs_diff_valid"] == 1.0
         assert data["training/rollout_probs_diff_max"] < 1e-3, step
-        assert data["rollout_corr/log_ppl_abs_diff"] < 1e-3, step
+        # vLLM reports log-probs after the placeholder ban (renormalised without the 3 audio ids):
+        # for this random tiny model, near-uniform over 1,034 ids, that shifts each by ~3e-3
+        assert data["rollout_corr/log_ppl_abs_diff"] < 1e-2, step
         assert data["timing_s/update_weights"] > 0, step
 
 

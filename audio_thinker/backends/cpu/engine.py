@@ -45,7 +45,6 @@ FSDP engine module, which resolves verl's platform at import time, so it imports
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from collections.abc import Iterator
@@ -59,6 +58,7 @@ from audio_thinker.backends.cpu import PLATFORM_NAME
 
 # first: registers platform 'cpu' before verl's FSDP engine module resolves the platform at import
 from audio_thinker.backends.cpu import platform as cpu_platform
+from audio_thinker.backends.cpu.loopback import is_loopback, loopback_tcp_store
 
 from verl.utils.distributed import initialize_global_process_group_ray  # noqa: E402
 from verl.workers.engine.base import EngineRegistry  # noqa: E402
@@ -182,13 +182,6 @@ def init_gloo_process_group() -> bool:
     return True
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _loopback_interface() -> str | None:
     """The name of the network interface holding 127.0.0.1 (``lo`` on Linux)."""
     import psutil  # a dependency of Ray
@@ -200,33 +193,18 @@ def _loopback_interface() -> str | None:
 
 
 def _loopback_store() -> torch.distributed.TCPStore | None:
-    """For a loopback ``MASTER_ADDR`` (and no ``DIST_INIT_METHOD``): the group's ``TCPStore``, whose
-    rank-0 server listens on ``MASTER_ADDR`` only (a socket bound here, handed over as
-    ``master_listen_fd``), with ``GLOO_SOCKET_IFNAME`` set to the loopback interface unless set.
+    """For a loopback ``MASTER_ADDR`` (and no ``DIST_INIT_METHOD``): the group's store from
+    :func:`loopback_tcp_store`, with ``GLOO_SOCKET_IFNAME`` set to the loopback interface unless set.
     None otherwise: torch's own rendezvous then listens on every interface, as verl expects across
     nodes."""
     host = os.environ.get("MASTER_ADDR", "")
-    if os.environ.get("DIST_INIT_METHOD") or not _is_loopback(host):
+    if os.environ.get("DIST_INIT_METHOD") or not is_loopback(host):
         return None
     interface = _loopback_interface()
     if interface:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
-    port, world_size = int(os.environ["MASTER_PORT"]), int(os.environ.get("WORLD_SIZE", 1))
-    timeout = torch.distributed.constants.default_pg_timeout
-    if int(os.environ.get("RANK", 0)) != 0:
-        return torch.distributed.TCPStore(host, port, world_size, is_master=False, timeout=timeout)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host.strip("[]"), port))
-        listener.listen()
-        fd = listener.detach()
-    try:
-        return torch.distributed.TCPStore(host, port, world_size, is_master=True, timeout=timeout,
-                                          master_listen_fd=fd)
-    except Exception:
-        os.close(fd)
-        raise
+    return loopback_tcp_store(host, int(os.environ["MASTER_PORT"]), int(os.environ.get("WORLD_SIZE", 1)),
+                              int(os.environ.get("RANK", 0)), torch.distributed.constants.default_pg_timeout)
 
 
 class CPUTrainingWorker(TrainingWorker):

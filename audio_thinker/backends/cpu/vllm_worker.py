@@ -5,7 +5,9 @@ vLLM mixes the class named by ``worker_extension_cls`` into its worker; verl's
 :class:`CPUWorkerExtension` is that class with oneDNN weight repacking turned off before the model
 loads (see :mod:`audio_thinker.backends.cpu.vllm`): vLLM then computes each linear layer with
 ``torch.nn.functional.linear`` on the layer's own weight, which verl's weight updates overwrite in
-place. The math is the same; only the GEMM kernel differs.
+place. The math is the same; only the GEMM kernel differs. It also keeps the worker's
+torch.distributed store on a loopback rendezvous address on loopback
+(:func:`audio_thinker.backends.cpu.loopback.patch_tcp_rendezvous`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
+
+from audio_thinker.backends.cpu.loopback import patch_tcp_rendezvous
 
 __all__ = ["CPUWorkerExtension", "disable_weight_repacking"]
 
@@ -35,4 +39,7 @@ class CPUWorkerExtension(vLLMColocateWorkerExtension):
 
     def __new__(cls, **kwargs: Any) -> Any:
         disable_weight_repacking()
+        # vLLM's worker joins its process group through tcp://127.0.0.1 on a local run; torch's store
+        # would listen on every interface
+        patch_tcp_rendezvous()
         return super().__new__(cls, **kwargs)
