@@ -176,6 +176,20 @@ def test_in_process_registration_resolves_the_thinker_only_architecture(omni_dir
     assert MODEL_CLASSES[archs[0]].endswith(":Qwen2_5OmniThinkerOnlyForConditionalGeneration")
 
 
+def test_without_the_entry_point_the_engine_is_refused_with_the_fix(omni_dir, tiny_model_dir, monkeypatch):
+    """vLLM's spawned engine processes would not see an in-process registration: say how to fix it."""
+    from audio_thinker.inference import vllm_models
+
+    monkeypatch.setattr(vllm_models, "plugin_installed", lambda: False)
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    with pytest.raises(RuntimeError, match=r"pip install -e \.") as error:
+        vllm_models.prepare_vllm_model(omni_dir)
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING=0" in str(error.value)
+    vllm_models.prepare_vllm_model(tiny_model_dir("qwen2_audio"))  # vLLM's own class: nothing needed
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    vllm_models.prepare_vllm_model(omni_dir)  # an in-process engine sees the in-process registration
+
+
 def test_prompt_logprobs_match_transformers(engine, hf_model):
     from audio_thinker.verl_ext.vllm_server import audio_placeholder_id, placeholder_runs
 
@@ -265,6 +279,7 @@ def test_stock_vllm_mapper_refuses_the_actor_names():
 # -- evaluation from the command line ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a second engine start (~40-100 s); the shared engine above is the evaluation backend's
 def test_command_line_backend_vllm(omni_dir, plugin_env, tmp_path):
     from audio_thinker.data.synthetic import generate_dataset
 
@@ -274,7 +289,7 @@ def test_command_line_backend_vllm(omni_dir, plugin_env, tmp_path):
     command = [
         sys.executable, "-m", "audio_thinker.evaluate", "backend=vllm", f"model.path={omni_dir}",
         f"benchmark.meta={data / 'val.parquet'}", "generation.max_new_tokens=8", f"output_dir={out}",
-        "progress=false", "prepare.synthetic_data=null", "prepare.tiny_model=null", "prepare.primed_model=null",
+        "progress=false", "toy.synthetic_data=null", "toy.tiny_model=null", "toy.warmstart_model=null",
         "model.label=tiny_omni", "vllm.dtype=float32", "vllm.max_model_len=1024", "vllm.max_num_seqs=8",
         "vllm.enforce_eager=true",
     ]
