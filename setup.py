@@ -48,6 +48,9 @@ setup(
     entry_points={
         # verl imports every `verl.plugins` entry point on `import verl`, in every process.
         "verl.plugins": ["audio_thinker = audio_thinker.verl_ext.plugin"],
+        # vLLM calls every `vllm.general_plugins` entry point in every process of an engine (the one
+        # that builds it, its engine core, its workers): our model classes (the thinker-only Omni)
+        "vllm.general_plugins": ["audio_thinker = audio_thinker.inference.vllm_models:register_vllm_models"],
     },
     license="Apache-2.0",
 )

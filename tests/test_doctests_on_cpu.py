@@ -28,6 +28,7 @@ PURE_MODULES = [
     "audio_thinker.inference.hf",
     "audio_thinker.inference.continuations",
     "audio_thinker.inference.vllm",
+    "audio_thinker.inference.vllm_models",
     "audio_thinker.data.cot.settings",
     "audio_thinker.data.cot.filter",
     "audio_thinker.data.cot.store",

@@ -21,5 +21,8 @@ neither vLLM nor torch and never touches CUDA.
 * :mod:`~audio_thinker.inference.vllm`: :class:`VLLMGenerator`, :class:`VLLMTextGenerator`
   (``vllm.LLM``), the judge's ``AsyncLLM`` helpers, :func:`import_vllm` and
   :class:`VLLMNotInstalledError`.
+* :mod:`~audio_thinker.inference.vllm_models`: :func:`register_vllm_models` (our vLLM model
+  classes: the vLLM plugin entry point, also called in-process) and :func:`prepare_vllm_model`;
+  :mod:`~audio_thinker.inference.vllm_omni`: the thinker-only Qwen2.5-Omni for vLLM (imports vLLM).
 * :mod:`~audio_thinker.inference.placeholders`: the multimodal placeholder ids no generator samples.
 """

@@ -7,7 +7,9 @@ text) use the same prompts and decoding rules as the transformers path
 set, and the token ids vLLM returns cut at the first end-of-sequence id and decoded by the model's
 own tokenizer with special tokens kept, so parsing sees exactly what the CPU path sees. Audio
 goes in as ``multi_modal_data``; vLLM expands the prompt's placeholder to the clip's feature
-length. Prompts are submitted in the chunks the caller passes (vLLM batches within a chunk
+length. Before an engine is built, :func:`~audio_thinker.inference.vllm_models.prepare_vllm_model`
+registers our vLLM model classes (the thinker-only Qwen2.5-Omni) in this process and checks that
+vLLM's engine processes will see them too (the ``vllm.general_plugins`` entry point). Prompts are submitted in the chunks the caller passes (vLLM batches within a chunk
 continuously), and a failing chunk is retried prompt by prompt.
 
 The judge's engine (:func:`async_engine_kwargs`, :func:`build_async_engine`,
@@ -31,6 +33,7 @@ from audio_thinker.inference.batching import generate_isolating
 from audio_thinker.inference.options import GenerationOptions, VLLMOptions
 from audio_thinker.inference.outputs import Generated, PromptInput, cut_response, eos_token_ids
 from audio_thinker.inference.templates import encode_text_prompt, render_prompt
+from audio_thinker.inference.vllm_models import prepare_vllm_model
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0,
 
     >>> kw = engine_kwargs("/m", VLLMOptions(tensor_parallel_size=2))
     >>> kw["limit_mm_per_prompt"], kw["tensor_parallel_size"], kw["model"]
-    ({'audio': 1}, 2, '/m')
+    ({'audio': 1, 'image': 0, 'video': 0}, 2, '/m')
     >>> "limit_mm_per_prompt" in engine_kwargs("/m", VLLMOptions(), audio=False)
     False
     """
@@ -88,7 +91,9 @@ def engine_kwargs(model_dir: str, options: VLLMOptions, *, seed: int = 0,
         "max_num_seqs": options.max_num_seqs,
         "dtype": options.dtype,
         "enforce_eager": options.enforce_eager,
-        "limit_mm_per_prompt": {"audio": 1},
+        # audio prompts only: no image/video inputs, so vLLM reserves no vision encoder budget
+        # (the Omni thinker has a vision tower; models without one ignore these limits)
+        "limit_mm_per_prompt": {"audio": 1, "image": 0, "video": 0},
         "seed": seed,
     }
     if not audio:
@@ -220,6 +225,7 @@ class _OfflineGenerator:
     def __init__(self, model_dir: str, tokenizer: Any, options: GenerationOptions,
                  engine: dict[str, Any]) -> None:
         vllm = import_vllm()
+        prepare_vllm_model(model_dir)
         self.options = options
         self.tokenizer = tokenizer
         self.llm = vllm.LLM(**engine)
@@ -295,6 +301,7 @@ def build(model_dir: str, options: GenerationOptions,
 def build_async_engine(kwargs: Mapping[str, Any], *, hint: str = VLLM_INSTALL_HINT) -> Any:
     """A vLLM (v1) ``AsyncLLM`` engine from ``AsyncEngineArgs(**kwargs)``."""
     import_vllm(hint)
+    prepare_vllm_model(str(kwargs["model"]))
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
