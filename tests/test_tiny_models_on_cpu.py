@@ -235,6 +235,11 @@ def test_ensure_builds_only_when_missing_or_incomplete(built, tmp_path):
     tiny.ensure_tiny_model("qwen2_audio", half, seed=0)
     assert (half / tiny.MARKER).stat().st_mtime_ns == mtime
     assert not tiny.is_complete(half, arch="qwen2_audio", seed=1)
+    marker = json.loads((half / tiny.MARKER).read_text())
+    assert marker["config_layout"] == tiny.CONFIG_LAYOUT
+    del marker["config_layout"]  # a build from before config.json took the real checkpoint's layout
+    (half / tiny.MARKER).write_text(json.dumps(marker))
+    assert not tiny.is_complete(half, arch="qwen2_audio", seed=0)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -9,7 +9,7 @@ writes a directory that loads through the very code path used for the real 7B ch
 
 Design decisions
 ----------------
-* **Real architecture, tiny sizes.** The configs are the real config classes (``Qwen2AudioConfig``,
+* **Real architecture, tiny sizes.** The configs load as the real config classes (``Qwen2AudioConfig``,
   ``Qwen2_5OmniThinkerConfig``) with a 64-wide, 2-layer text model (2 heads, 1 KV head, GQA like the
   real Omni; ``head_dim=32``, the least vLLM's CPU attention accepts) and a 64-wide, 2-layer audio
   encoder. What the audio path depends on stays real:
@@ -18,13 +18,22 @@ Design decisions
   ``position_id_per_seconds=25``, ``seconds_per_chunk=2`` and an M-RoPE section scaled from the
   real ``[16, 24, 24]`` to ``[4, 6, 6]`` for ``head_dim=32``. Word embeddings are untied (as in both
   7B releases). Weights are float32; each directory is a few MB.
+* **The real config.json layout.** ``config.json`` is not the file transformers 5 would write: it
+  has the key set of the real checkpoint's file (:func:`config_json`), nested keys included.
+  Qwen2-Audio-7B-Instruct's was saved by transformers 4.45 and is sparse (no top-level
+  ``tie_word_embeddings`` or ``pad_token_id``; ``rope_theta``, ``torch_dtype``); the thinker's is
+  Qwen2.5-Omni-7B's ``thinker_config`` as the converter writes it (4.50's ``rope_scaling``,
+  ``init_std``, ``torch_dtype`` in each sub-config). Code that reads a key only transformers 5
+  writes fails on the tiny models as it would on the real ones. The one addition: the sizes that
+  Qwen2-Audio's ``text_config`` leaves to defaults (:data:`QWEN2_AUDIO_ADDED_TEXT_KEYS`).
 * **Real special-token wiring, compact ids.** A 152k vocabulary would cost ~40 MB, so the tokenizer
   is a byte-level BPE trained offline (:mod:`audio_thinker.toy.tokenizer`: Qwen2's exact pipeline,
   so ``Qwen2Tokenizer`` rebuilds it identically from ``vocab``/``merges``). The added tokens follow
   the BPE vocabulary in the real order, so
   every special id keeps its real *offset* from ``<|endoftext|>`` (real 151643 + k == tiny
   ``BASE + k``): ``<|AUDIO|>`` is base+3, ``<|audio_bos|>`` base+4, Omni's ``<|IMAGE|>`` base+12...
-  The configs point ``audio_token_index`` / ``audio_start_token_id`` / bos / eos / pad at those ids.
+  The configs point ``audio_token_index`` / ``audio_start_token_id`` / bos / eos (/ pad, where the
+  real file names one) at those ids.
   ``<think> </think> <answer> </answer>`` are appended as non-special added tokens (single ids
   that survive ``skip_special_tokens=True`` decoding, which the reward parsers rely on).
   ``vocab_size`` equals the tokenizer length.
@@ -48,6 +57,7 @@ plain sequential positions (copied on the 3 M-RoPE axes); ``audio_seqlens`` (=
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -59,9 +69,10 @@ from audio_thinker.toy.builds import build_dir, init_model, is_replaceable, quie
 from audio_thinker.toy.tokenizer import REASONING_TOKENS, token_ids, train_bpe
 
 __all__ = [
-    "ARCHS", "MARKER", "OUTPUT_NAMES", "REASONING_TOKENS", "SPECS", "TinySpec", "build_config", "build_model",
-    "build_processor", "build_tiny_model", "build_tokenizer", "ensure_tiny_model", "generation_config",
-    "get_spec", "is_complete", "main", "read_tiny_marker", "replaceable", "token_ids",
+    "ARCHS", "CONFIG_LAYOUT", "MARKER", "OUTPUT_NAMES", "QWEN2_AUDIO_ADDED_TEXT_KEYS", "REASONING_TOKENS",
+    "SPECS", "TinySpec", "build_config", "build_model", "build_processor", "build_tiny_model", "build_tokenizer",
+    "config_json", "ensure_tiny_model", "generation_config", "get_spec", "is_complete", "main",
+    "qwen2_5_omni_thinker_config_json", "qwen2_audio_config_json", "read_tiny_marker", "replaceable", "token_ids",
 ]
 
 #: Written last by a build: its presence (with the right arch/seed) marks a complete directory.
@@ -74,6 +85,8 @@ OUTPUT_NAMES = frozenset({
     "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
 })
 SAMPLING_RATE = 16_000
+#: Recorded in the marker: the version of the config.json layout (:func:`config_json`).
+CONFIG_LAYOUT = "real-checkpoint-keys/1"
 
 #: Qwen2-Audio-7B-Instruct added tokens, in id order (real ids 151643..151648).
 _QWEN2_AUDIO_SPECIALS = (
@@ -226,70 +239,99 @@ def build_processor(arch: str, tokenizer: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 # 2 heads of 32 (GQA, 1 KV head): vLLM's CPU attention needs head_dim >= 32
-_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-             num_key_value_heads=1, hidden_act="silu", tie_word_embeddings=False,
-             use_sliding_window=False, initializer_range=0.02)
-_AUDIO = dict(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
-              d_model=64, max_source_positions=1500, activation_function="gelu", scale_embedding=False)
+_TEXT_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                   num_key_value_heads=1)
+_AUDIO_SIZES = dict(encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128, d_model=64)
+#: The sizes that Qwen2-Audio-7B-Instruct's ``text_config`` leaves to ``Qwen2Config``'s defaults
+#: (4096 wide, 32 layers, 32/32 heads). A tiny model must name them: these are the only keys its
+#: config.json adds to the real file's key set.
+QWEN2_AUDIO_ADDED_TEXT_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+#: The tiny weights are float32; the real files say bfloat16 in the same places.
+_DTYPE = "float32"
 
 
-def qwen2_audio_config(ids: dict[str, int], vocab_size: int) -> Any:
-    """Tiny ``Qwen2AudioConfig`` (real Qwen2-Audio-7B: 4096 wide, 32 layers, 32 encoder layers)."""
-    from transformers import Qwen2AudioConfig
+def qwen2_audio_config_json(ids: dict[str, int], vocab_size: int) -> dict[str, Any]:
+    """Tiny Qwen2-Audio config.json, in the layout of Qwen2-Audio-7B-Instruct's own file.
 
+    That file was saved by transformers 4.45 and is sparse: no top-level ``tie_word_embeddings``
+    or ``pad_token_id``, the legacy ``rope_theta`` / ``torch_dtype`` keys, and a ``text_config``
+    without the model sizes (:data:`QWEN2_AUDIO_ADDED_TEXT_KEYS`, the only keys added here).
+    """
+    audio = dict(
+        model_type="qwen2_audio_encoder", num_mel_bins=128, **_AUDIO_SIZES, dropout=0.0,
+        attention_dropout=0.0, activation_function="gelu", activation_dropout=0.0, scale_embedding=False,
+        init_std=0.02, max_source_positions=1500,
+    )
     text = dict(
-        _TEXT, model_type="qwen2", vocab_size=vocab_size, max_position_embeddings=8192,
-        rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
+        intermediate_size=_TEXT_SIZES["intermediate_size"], max_position_embeddings=8192, model_type="qwen2",
+        rms_norm_eps=1e-5, rope_theta=10000, sliding_window=32768, torch_dtype=_DTYPE, use_mrope=False,
+        vocab_size=vocab_size, **{key: _TEXT_SIZES[key] for key in QWEN2_AUDIO_ADDED_TEXT_KEYS},
     )
-    audio = dict(_AUDIO, model_type="qwen2_audio_encoder")
-    return Qwen2AudioConfig(
-        audio_config=audio, text_config=text, audio_token_index=ids["<|AUDIO|>"],
-        pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
+    return dict(
+        architectures=[SPECS["qwen2_audio"].model_class], audio_config=audio,
+        audio_token_index=ids["<|AUDIO|>"], model_type="qwen2_audio", text_config=text, torch_dtype=_DTYPE,
+        vocab_size=vocab_size,
     )
 
 
-def qwen2_5_omni_thinker_config(ids: dict[str, int], vocab_size: int) -> Any:
-    """Tiny ``Qwen2_5OmniThinkerConfig`` (real: 3584 wide, 28 layers, 32-layer audio + vision)."""
-    from transformers import Qwen2_5OmniThinkerConfig
+def qwen2_5_omni_thinker_config_json(ids: dict[str, int], vocab_size: int) -> dict[str, Any]:
+    """Tiny thinker config.json, in the layout of Qwen2.5-Omni-7B's ``thinker_config``.
 
+    That is what :func:`audio_thinker.models.omni_thinker.thinker_config` writes for the real
+    checkpoint: transformers 4.50's keys (``rope_scaling`` + ``rope_theta``, ``torch_dtype`` in
+    every sub-config, ``init_std``, the vision encoder's ``embed_dim`` / ``in_chans`` aliases), no
+    thinker-level ``tie_word_embeddings``. M-RoPE section scaled from [16, 24, 24] to head_dim 32.
+    """
+    audio = dict(
+        activation_dropout=0.0, activation_function="gelu", attention_dropout=0.0, dropout=0.0,
+        **_AUDIO_SIZES, encoder_layerdrop=0.0, init_std=0.02, max_source_positions=1500,
+        model_type="qwen2_5_omni_audio_encoder", n_window=100, num_hidden_layers=_AUDIO_SIZES["encoder_layers"],
+        num_mel_bins=128, output_dim=_TEXT_SIZES["hidden_size"], scale_embedding=False, torch_dtype=_DTYPE,
+    )
+    rope = {"mrope_section": [4, 6, 6], "rope_type": "default", "type": "default"}
     text = dict(
-        _TEXT, vocab_size=vocab_size, max_position_embeddings=32768, rms_norm_eps=1e-6,
-        max_window_layers=2, sliding_window=32768,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
-        bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
+        attention_dropout=0.0, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+        hidden_act="silu", **_TEXT_SIZES, init_std=0.02, initializer_range=0.02, max_position_embeddings=32768,
+        max_window_layers=28, model_type="qwen2_5_omni_text", rms_norm_eps=1e-6, rope_scaling=rope,
+        rope_theta=1000000.0, sliding_window=32768, tie_word_embeddings=False, torch_dtype=_DTYPE,
+        use_cache=True, use_sliding_window=False, vocab_size=vocab_size,
     )
-    audio = dict(_AUDIO, n_window=100, output_dim=_TEXT["hidden_size"])
     vision = dict(
-        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, in_channels=3, patch_size=14,
-        spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
-        out_hidden_size=_TEXT["hidden_size"], hidden_act="silu",
+        depth=2, embed_dim=32, fullatt_block_indexes=[1], hidden_act="silu", hidden_size=32, in_channels=3,
+        in_chans=3, init_std=0.02, intermediate_size=64, model_type="qwen2_5_omni_vision_encoder", num_heads=2,
+        out_hidden_size=_TEXT_SIZES["hidden_size"], patch_size=14, spatial_merge_size=2, spatial_patch_size=14,
+        temporal_patch_size=2, tokens_per_second=25, torch_dtype=_DTYPE, window_size=112,
     )
-    return Qwen2_5OmniThinkerConfig(
-        audio_config=audio, vision_config=vision, text_config=text,
-        audio_token_index=ids["<|AUDIO|>"], image_token_index=ids["<|IMAGE|>"],
-        video_token_index=ids["<|VIDEO|>"], audio_start_token_id=ids["<|audio_bos|>"],
-        audio_end_token_id=ids["<|audio_eos|>"], user_token_id=ids["user"],
-        position_id_per_seconds=25, seconds_per_chunk=2, tie_word_embeddings=False,
-        # present in the real thinker_config (read by get_rope_index), not declared by the class
-        vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"],
-        vision_token_id=ids["<|vision_pad|>"], bos_token_id=ids["<|im_start|>"],
-        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    return dict(
+        architectures=[SPECS["qwen2_5_omni_thinker"].model_class], audio_config=audio,
+        audio_end_token_id=ids["<|audio_eos|>"], audio_start_token_id=ids["<|audio_bos|>"],
+        audio_token_index=ids["<|AUDIO|>"], bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
+        ignore_index=-100, image_token_index=ids["<|IMAGE|>"], init_std=0.02, model_type="qwen2_5_omni_thinker",
+        pad_token_id=ids["<|endoftext|>"], position_id_per_seconds=25, seconds_per_chunk=2, text_config=text,
+        torch_dtype=_DTYPE, user_token_id=ids["user"], video_token_index=ids["<|VIDEO|>"], vision_config=vision,
+        vision_end_token_id=ids["<|vision_eos|>"], vision_start_token_id=ids["<|vision_bos|>"],
+        vision_token_id=ids["<|vision_pad|>"],
     )
 
 
-def build_config(arch: str, tokenizer: Any) -> Any:
-    """The arch's tiny model config wired to ``tokenizer``'s special-token ids."""
+def config_json(arch: str, tokenizer: Any) -> dict[str, Any]:
+    """The arch's tiny config.json (the real checkpoint's key layout) wired to ``tokenizer``'s ids."""
+    import transformers
+
     spec = get_spec(arch)
     wanted = [*spec.specials, *REASONING_TOKENS] + (["user"] if arch != "qwen2_audio" else [])
     ids = token_ids(tokenizer, wanted)
-    make = qwen2_audio_config if arch == "qwen2_audio" else qwen2_5_omni_thinker_config
-    config = make(ids, len(tokenizer))
-    config.architectures = [spec.model_class]
-    config.dtype = "float32"
-    return config
+    make = qwen2_audio_config_json if arch == "qwen2_audio" else qwen2_5_omni_thinker_config_json
+    return dict(make(ids, len(tokenizer)), transformers_version=transformers.__version__)
+
+
+def build_config(arch: str, tokenizer: Any) -> Any:
+    """The arch's tiny model config: :func:`config_json` read the way ``AutoConfig`` reads a file."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    data = config_json(arch, tokenizer)
+    return CONFIG_MAPPING[data["model_type"]].from_dict(data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,8 +370,10 @@ def _write(arch: str, out_dir: Path, *, seed: int) -> dict[str, Any]:
     with quiet_hub():
         processor.save_pretrained(out_dir)
         model.save_pretrained(out_dir)
+    # the real checkpoint's key layout, not the one transformers 5 writes (the same model config)
+    (out_dir / "config.json").write_text(json.dumps(config_json(arch, tokenizer), indent=2, sort_keys=True) + "\n")
     return {
-        "arch": arch, "seed": seed, "model_class": get_spec(arch).model_class,
+        "arch": arch, "seed": seed, "model_class": get_spec(arch).model_class, "config_layout": CONFIG_LAYOUT,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer), "transformers_version": transformers.__version__,
         "build_seconds": round(time.perf_counter() - started, 3),
@@ -342,9 +386,15 @@ def read_tiny_marker(out_dir: str | Path) -> dict[str, Any] | None:
 
 
 def is_complete(out_dir: str | Path, *, arch: str, seed: int) -> bool:
-    """Whether ``out_dir`` holds a finished build of ``arch`` with ``seed`` (its marker says so)."""
+    """Whether ``out_dir`` holds a finished build of ``arch`` with ``seed`` (its marker says so).
+
+    A tiny model built before its config.json took the real layout (no ``config_layout`` in the
+    marker, or an older one) is not complete: :func:`ensure_tiny_model` rebuilds it.
+    """
     marker = read_tiny_marker(out_dir)
-    return bool(marker) and marker.get("arch") == arch and marker.get("seed") == seed
+    if not marker or marker.get("arch") != arch or marker.get("seed") != seed:
+        return False
+    return arch not in SPECS or marker.get("config_layout") == CONFIG_LAYOUT
 
 
 def replaceable(out_dir: Path) -> bool:
