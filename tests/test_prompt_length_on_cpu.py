@@ -80,3 +80,12 @@ def test_a_100k_character_question_is_over_any_bound(processors):
     n = PromptLengthCounter(processors["qwen2_audio"]).count(messages, [10.0])
     assert n > 20_000, n
     assert "100002 characters > max_question_chars=4000" in check_question_chars(question, ["a", "b"], max_chars=4000)
+
+
+def test_what_a_check_counts_for_an_unreadable_header(tmp_path):
+    from audio_thinker.data.prompt_length import seconds_to_count
+
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF not really a wav")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    assert seconds_to_count(tmp_path / "corrupt.wav") == 0.0  # skipped as corrupt when decoded
+    assert seconds_to_count(tmp_path / "clip.mp4") is None  # ffmpeg's: counted at the cap

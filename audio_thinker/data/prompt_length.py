@@ -12,7 +12,8 @@ stride-2 convolution and stride-2 pooling then keep ``((frames - 1) // 2 + 1 - 2
   samples or its duration (pure). A clip whose duration is unknown costs what the longest clip the
   loader keeps costs (``audio.max_seconds``, else the extractor's window): an upper bound.
 * :func:`clip_seconds`: a clip's duration from its header (``soundfile.info``), never decoding it;
-  None when the header says nothing (a video, an unreadable file).
+  None when the header says nothing (a video, an unreadable file). :func:`seconds_to_count`: what
+  a check counts for a file (a video at the cap; a corrupt wav is left to the decoder's count).
 * :class:`PromptLengthCounter`: text tokens (the model's own chat template and tokenizer, passed in
   as its processor: duck-typed, nothing imported here) plus audio tokens, equal to the length of
   the ``input_ids`` the processor makes for the same prompt and clip.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +127,19 @@ def clip_seconds(path: str | os.PathLike[str]) -> float | None:
     if not info.samplerate or info.frames <= 0:
         return None
     return info.frames / info.samplerate
+
+
+def seconds_to_count(path: str | os.PathLike[str]) -> float | None:
+    """The duration a length check counts for the clip at ``path``: its header's; None (count the
+    cap) for a file whose header says nothing and that only ffmpeg decodes (a video, an unknown
+    suffix); 0 for an audio file (``.wav``, ``.flac``, ...) whose header is unreadable: it fails
+    when decoded and is counted and skipped then, as a corrupt clip, not as a long prompt."""
+    seconds = clip_seconds(path)
+    if seconds is not None:
+        return seconds
+    from audio_thinker.data.audio import AUDIO_SUFFIXES
+
+    return 0.0 if Path(path).suffix.lower() in AUDIO_SUFFIXES else None
 
 
 def _chat(messages: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
