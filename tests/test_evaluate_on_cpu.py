@@ -294,6 +294,7 @@ def test_an_overlong_question_is_missing_with_its_reason_and_the_rest_is_evaluat
     assert int(overlong.error.split("prompt of ")[1].split(" tokens")[0]) > 20_000
     assert not by_id["val-000000"].missing and not by_id["val-000002"].missing
     assert outcome.results["errors"] == {"prompt_too_long": 1}
+    assert outcome.results["load_report"]["counts"] == {"prompt_too_long": 1}  # the loader's character bound
     assert outcome.results["timing"]["items_generated"] == 2
     assert outcome.results["overall"]["n_missing"] == 1
     assert json.loads((out / "run.json").read_text())["run"]["max_prompt_length"] == 4096
