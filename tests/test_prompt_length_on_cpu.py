@@ -89,3 +89,12 @@ def test_what_a_check_counts_for_an_unreadable_header(tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     assert seconds_to_count(tmp_path / "corrupt.wav") == 0.0  # skipped as corrupt when decoded
     assert seconds_to_count(tmp_path / "clip.mp4") is None  # ffmpeg's: counted at the cap
+
+
+def test_doctests():
+    import doctest
+
+    import audio_thinker.data.prompt_length as module
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 8 and result.failed == 0
