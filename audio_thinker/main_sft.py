@@ -165,11 +165,22 @@ def prepare(toy: ToySection, sft: SFTSection) -> None:
 
 
 def _init_process_group(device: str) -> None:
-    """verl's ``initialize_global_process_group`` for GPUs; plain gloo on the CPU platform."""
+    """verl's ``initialize_global_process_group`` for GPUs; plain gloo on the CPU platform.
+
+    On the CPU a job this process launched itself (one process, ``MASTER_ADDR=127.0.0.1``) opens its
+    group with the CPU backend's :func:`~audio_thinker.backends.cpu.engine.init_gloo_process_group`
+    (the one GRPO's workers use): its store and gloo pairs listen on loopback only, where torch's own
+    rendezvous would listen on every interface. Under torchrun the group joins torchrun's store.
+    """
     import torch.distributed
 
     if device == "cpu":
-        torch.distributed.init_process_group(backend="gloo", init_method=os.environ.get("DIST_INIT_METHOD"))
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE"):
+            torch.distributed.init_process_group(backend="gloo", init_method=os.environ.get("DIST_INIT_METHOD"))
+        else:
+            from audio_thinker.backends.cpu.engine import init_gloo_process_group
+
+            init_gloo_process_group()
     else:
         from verl.utils.distributed import initialize_global_process_group
 
@@ -272,14 +283,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def local_process_env() -> dict[str, str]:
+    """The torch.distributed variables of a one-process job launched without torchrun: rank 0 of 1,
+    its store on a free loopback port."""
+    return {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+
+
 def launch(config: DictConfig, argv: list[str]) -> int:
     """Run in this process (under torchrun, or a one-process job) or re-launch under torchrun."""
     if "RANK" in os.environ:
         return run_rank(config)
     processes = _total_processes(config)
     if processes == 1:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+        os.environ.update(local_process_env())
         return run_rank(config)
     nodes, per_node = int(config.trainer.nnodes), int(config.trainer.n_gpus_per_node)
     if nodes > 1:

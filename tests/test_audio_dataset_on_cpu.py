@@ -126,3 +126,44 @@ def test_a_bad_clip_is_counted_once_not_once_per_retry(setup):
     # two distinct bad rows: each counted once, however often the retries met them
     assert dataset.audio_stats.as_dict()["errors"] == {"corrupt": 2}
     assert sorted(dataset._skipper.bad) == [1, 2]
+
+
+def test_overlong_prompts_are_dropped_and_counted_when_the_data_set_opens(setup, caplog):
+    """A 100k-character question would make verl raise at whatever step draws it: the row is dropped
+    (``prompt_too_long``) with one summary line naming the longest prompt and the key to raise."""
+    root, tokenizer, processor = setup
+    rows = pd.read_parquet(root / "data" / "train.parquet")
+    rows.at[4, "extra_info"] = {**rows.at[4, "extra_info"], "question": "Why? " * 20_000}
+    path = root / "overlong.parquet"
+    rows.to_parquet(path)
+    with caplog.at_level("WARNING", logger="audio_thinker.verl_ext.dataset"):
+        dataset = make_dataset(path, tokenizer, processor)
+    assert len(dataset) == 11 and dataset.skipped == {"prompt_too_long": 1}
+    tokens, position = dataset.longest_dropped
+    assert position == 4 and tokens > 20_000
+    assert (f"dropped 1 rows of {dataset.data_files} whose prompt is longer than data.max_prompt_length=512 "
+            f"tokens (the longest: {tokens} tokens, row 4): raise data.max_prompt_length") in caplog.text
+    assert 4 not in [dataset[i]["extra_info"]["index"] for i in range(len(dataset))]
+
+
+def test_the_length_bound_counts_the_audio_tokens_exactly(setup):
+    """With the bound between the rows' true prompt lengths (the processor's input ids for the decoded
+    clip, in the data set's prompt mode), exactly the rows that fit are kept."""
+    from audio_thinker.data.audio import load_audio
+    from audio_thinker.data.rows import build_prompt_messages, inline_audio
+
+    root, tokenizer, processor = setup
+    path = root / "data" / "train.parquet"
+    truth = {}
+    for row in pd.read_parquet(path).to_dict(orient="records"):
+        info = row["extra_info"]
+        clip = load_audio(row["audios"][0]).samples
+        chat = inline_audio(build_prompt_messages(info["question"], list(info["choices"]), mode="think"), [clip])
+        text = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        truth[int(info["index"])] = len(processor(text=[text], audio=[clip], sampling_rate=16_000)["input_ids"][0])
+    assert len(set(truth.values())) > 2, truth  # the clips' lengths differ
+    limit = sorted(truth.values())[len(truth) // 2]
+    dataset = make_dataset(path, tokenizer, processor, prompt_mode="think", max_prompt_length=limit)
+    kept = sorted(dataset.dataframe["extra_info"][i]["index"] for i in range(len(dataset)))
+    assert kept == sorted(i for i, n in truth.items() if n <= limit), (limit, truth)
+    assert dataset.skipped == {"prompt_too_long": sum(n > limit for n in truth.values())}

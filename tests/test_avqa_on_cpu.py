@@ -344,3 +344,34 @@ def test_a_symlink_loop_or_a_directory_is_counted_and_the_rest_is_written(tmp_pa
     assert summary["clips"]["errors"] == {"missing": 1, "unreadable": 1}
     rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
     assert [row["extra_info"]["avqa_id"] for row in rows] == [1, 4]
+
+
+def test_overlong_prompts_are_dropped_and_counted(tmp_path, tiny_model_dir):
+    """A 100k-character question is dropped as ``filter:prompt_too_long`` (character bound, no model
+    needed); with the policy's processor the bound is in tokens, the clip's audio tokens counted."""
+    from transformers import AutoProcessor
+
+    from audio_thinker.data.prompt_length import PromptLengthCounter
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for name, seconds in (("short", 2), ("long", 20)):
+        t = np.arange(seconds * 16000) / 16000
+        sf.write(media / f"{name}.wav", 0.4 * np.sin(2 * np.pi * 440 * t), 16000)
+    ann = tmp_path / "train_qa.json"
+    ann.write_text(json.dumps([_ann(1, "short"), _ann(2, "short", question="Why? " * 20_000), _ann(3, "long"),
+                               _ann(4, "short")]))
+    summary = convert_avqa(annotations=ann, media_dir=media, out_dir=tmp_path / "chars", progress=False)
+    assert summary["kept"] == 3 and summary["dropped"] == {"filter:prompt_too_long": 1}
+    assert summary["prompt_length_counted_in"] == "characters"
+    rows = pq.read_table(tmp_path / "chars" / "train.parquet").to_pylist()
+    assert [row["extra_info"]["avqa_id"] for row in rows] == [1, 3, 4]
+
+    counter = PromptLengthCounter(AutoProcessor.from_pretrained(tiny_model_dir("qwen2_audio")))
+    short_prompt = counter.count(rows[0]["prompt"], [2.0])
+    assert counter.count(rows[1]["prompt"], [20.0]) == short_prompt + 450  # 25 audio tokens per second
+    config = AVQAConfig(max_prompt_length=short_prompt)
+    summary = convert_avqa(annotations=ann, media_dir=media, out_dir=tmp_path / "tokens", progress=False,
+                           config=config, counter=counter)
+    assert summary["kept"] == 2 and summary["dropped"] == {"filter:prompt_too_long": 2}
+    assert summary["prompt_length_counted_in"] == "tokens and characters"

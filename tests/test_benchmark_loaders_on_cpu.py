@@ -325,3 +325,37 @@ def test_air_bench_path_cannot_escape_its_task_folder(tmp_path):
            "answer_gt": "x", "task_name": "Speech_emotion_recognition", "dataset_name": "iemocap"}
     items, report = load_air_bench(_write_json(tmp_path / "m.json", [row]), tmp_path / "Foundation")
     assert items == [] and report.ids("audio_path_escapes") == ["1"]
+
+
+# -- overlong questions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loader, row", [(load_mmau, _mmau_row("long", question="Why? " * 20_000)),
+                                         (load_air_bench, _air_row(9, question="Why? " * 20_000))])
+def test_an_overlong_question_is_reported_not_dropped(tmp_path, loader, row):
+    """A 100k-character question is counted and named in the report (kept: evaluation records it
+    missing with the reason); the bound is a parameter, None switches it off."""
+    ok = _mmau_row("ok") if loader is load_mmau else _air_row(1)
+    meta = _write_json(tmp_path / "m.json", [ok, row])
+    items, report = loader(meta)
+    long_id = str(row.get("id", row.get("uniq_id")))
+    assert len(items) == 2 and report.counts() == {"prompt_too_long": 1}
+    assert report.ids("prompt_too_long") == [long_id] and not PROBLEM_EXCLUDES["prompt_too_long"]
+    assert "characters > max_question_chars=4000" in report.problems[0].detail
+    assert f"prompt_too_long: 1 (kept): {long_id}" in report.summary()
+    assert loader(meta, max_question_chars=None)[1].counts() == {}
+    assert loader(meta, max_question_chars=200_000)[1].counts() == {}
+
+
+def test_synthetic_items_report_an_overlong_question(tmp_path):
+    import pandas as pd
+
+    from audio_thinker.data.synthetic import generate_dataset
+    from audio_thinker.scoring.items import load_eval_items
+
+    generate_dataset(tmp_path / "data", n_train=1, n_val=3, seed=0, progress=False)
+    rows = pd.read_parquet(tmp_path / "data" / "val.parquet")
+    rows.at[2, "extra_info"] = {**rows.at[2, "extra_info"], "question": "Why? " * 20_000}
+    rows.to_parquet(tmp_path / "long.parquet")
+    items, report = load_eval_items("synthetic", tmp_path / "long.parquet")
+    assert len(items) == 3 and report.ids("prompt_too_long") == [items[2].item_id]

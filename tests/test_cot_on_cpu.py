@@ -374,3 +374,24 @@ def test_a_bad_input_row_is_skipped_and_counted_not_the_whole_file(tmp_path, scr
     assert 200 not in sum(captioner.calls, []) and 201 not in sum(captioner.calls, [])
     assert len(pq.read_table(out / "cot.parquet")) == 7
     assert "skipped 2 invalid input rows" in cot_filter.format_summary_line(summary)
+
+
+def test_an_overlong_question_is_skipped_and_counted_as_prompt_too_long(tmp_path, scripted_rows):
+    """A 100k-character question never reaches the captioner or the rationale LLM: it is an invalid
+    input row (``prompt_too_long``), counted with the others; ``max_question_chars`` sets the bound."""
+    rows = pq.read_table(scripted_rows).to_pylist()
+    long = json.loads(json.dumps(rows[0]))
+    long["extra_info"].update(index=300, question="Why? " * 20_000)
+    path = tmp_path / "long.parquet"
+    pd.DataFrame([*rows, long]).to_parquet(path, index=False)
+    captioner, llm = FakeCaptioner(), FakeTextLLM({})
+    summary = generate_cot(_config(path), tmp_path / "cot", progress=False, make_captioner=lambda: captioner,
+                           make_text_generator=lambda: llm)
+    _check_counts(summary, 9)
+    assert summary["invalid_rows"] == {"prompt_too_long": 1}
+    assert "row 9: question and choices of 100" in summary["invalid_examples"]["prompt_too_long"]
+    assert 300 not in sum(captioner.calls, []) and 300 not in sum(llm.calls, [])
+    assert "skipped 1 invalid input rows (prompt_too_long 1)" in cot_filter.format_summary_line(summary)
+    unbounded = generate_cot(_config(path), tmp_path / "cot2", progress=False, make_captioner=FakeCaptioner,
+                             make_text_generator=lambda: FakeTextLLM({}), run=RunOptions(max_question_chars=None))
+    assert "invalid_rows" not in unbounded or not unbounded["invalid_rows"]

@@ -274,3 +274,27 @@ def test_resume_refuses_weights_replaced_in_place(assets, tmp_path):
               metadata={"format": "pt"})
     with pytest.raises(ConfigError, match=r"model's files changed.*model\.safetensors.*new directory"):
         evaluate(_config(assets, out, **small))
+
+
+def test_an_overlong_question_is_missing_with_its_reason_and_the_rest_is_evaluated(assets, tmp_path):
+    """A 100k-character question (it once took an evaluation to 19 GB and an OOM kill) is never
+    generated from: its record is missing with ``prompt_too_long`` and the figures; the others run."""
+    import pandas as pd
+
+    rows = pd.read_parquet(assets["data"] / "val.parquet")
+    rows.at[1, "extra_info"] = {**rows.at[1, "extra_info"], "question": "Why? " * 20_000}
+    meta = tmp_path / "overlong.parquet"
+    rows.to_parquet(meta)
+    out = tmp_path / "overlong"
+    outcome = evaluate(_config(assets, out, benchmark={"meta": str(meta), "limit": 3}))
+    by_id = {r.item_id: r for r in _records(out)}
+    overlong = by_id["val-000001"]
+    assert overlong.missing and overlong.response is None
+    assert overlong.error.startswith("prompt_too_long: prompt of ") and "tokens > max_prompt_length=4096" in overlong.error
+    assert int(overlong.error.split("prompt of ")[1].split(" tokens")[0]) > 20_000
+    assert not by_id["val-000000"].missing and not by_id["val-000002"].missing
+    assert outcome.results["errors"] == {"prompt_too_long": 1}
+    assert outcome.results["load_report"]["counts"] == {"prompt_too_long": 1}  # the loader's character bound
+    assert outcome.results["timing"]["items_generated"] == 2
+    assert outcome.results["overall"]["n_missing"] == 1
+    assert json.loads((out / "run.json").read_text())["run"]["max_prompt_length"] == 4096

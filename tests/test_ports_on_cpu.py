@@ -154,6 +154,18 @@ torch.distributed.destroy_process_group()
 '''
 
 
+SFT_SCRIPT = LISTENING + '''
+import json, os, torch
+from audio_thinker import main_sft
+os.environ.update(main_sft.local_process_env())  # what `python -m audio_thinker.main_sft` sets for one process
+main_sft._init_process_group("cpu")  # how its rank opens the process group on the CPU
+total = torch.ones(2)
+torch.distributed.all_reduce(total)
+print(json.dumps({"sum": total.tolist(), "port": int(os.environ["MASTER_PORT"]), "listening": listening()}))
+torch.distributed.destroy_process_group()
+'''
+
+
 def test_a_tcp_rendezvous_on_loopback_listens_on_loopback_only():
     """vLLM's worker joins its process group with init_method=tcp://127.0.0.1:<port> on a local run;
     torch's store then listens on every interface ('::'), with the CPU worker's patch on 127.0.0.1."""
@@ -169,3 +181,13 @@ def test_a_tcp_rendezvous_on_loopback_listens_on_loopback_only():
         assert store, report["listening"]
         exposed = [address for address in store if not _is_loopback(address)]
         assert bool(exposed) == (mode == "plain"), (mode, report["listening"])
+
+
+def test_a_one_process_sft_run_listens_on_loopback_only():
+    """``main_sft`` launched without torchrun (the tiny_cpu backbone) opens its process group on a
+    loopback store, as GRPO's CPU workers do (torch's own rendezvous would listen on every interface)."""
+    report = _run(SFT_SCRIPT, _clean_env())
+    assert report["sum"] == [1.0, 1.0]
+    assert any(port == report["port"] for _, port, _ in report["listening"]), report  # the store is seen
+    exposed = sorted(tuple(s) for s in report["listening"] if not _is_loopback(s[0]))
+    assert not exposed, f"listening beyond loopback (address, port, process): {exposed}"

@@ -17,7 +17,11 @@ Steps: malformed annotation rows are counted by reason and skipped; each referen
 loaded with :func:`audio_thinker.data.audio.load_audio` (mono, 16 kHz, cut at 30 s) and written
 atomically; the paper's quality filters keep clips of at least ``min_duration_s`` (1.5 s) whose
 :func:`~audio_thinker.data.audio.estimate_snr_db` exceeds ``min_snr_db`` (10 dB); questions say
-"audio" instead of "video" (:func:`audio_question`, word-aware). Re-running skips wavs already
+"audio" instead of "video" (:func:`audio_question`, word-aware). A row whose prompt would be too
+long is dropped as ``filter:prompt_too_long``: its question and choices over ``max_question_chars``
+characters (4000) and, with ``--model`` (the policy's processor), its prompt in tokens (the chat
+template plus the clip's audio tokens, :mod:`audio_thinker.data.prompt_length`) over
+``max_prompt_length`` (verl's ``data.max_prompt_length``, 1024). Re-running skips wavs already
 written (``--force`` re-extracts) and rewrites byte-identical parquet: rows are sorted by
 annotation ``id`` (then video name and position), and duration/SNR are always measured on the
 written wav. Every annotation row ends up either kept or dropped under exactly one reason.
@@ -54,7 +58,8 @@ from audio_thinker.data.audio import (
     load_audio,
     write_wav,
 )
-from audio_thinker.data.rows import ROW_COLUMNS, QAExample, make_row, validate_row
+from audio_thinker.data.prompt_length import DEFAULT_MAX_QUESTION_CHARS, PromptLengthCounter, check_question_chars
+from audio_thinker.data.rows import ROW_COLUMNS, QAExample, build_prompt_messages, make_row, validate_row
 from audio_thinker.prompts import PromptMode, parse_mode
 from audio_thinker.rewards.accuracy import normalize_answer
 
@@ -84,9 +89,18 @@ class AVQAConfig:
     prompt_mode: str = PromptMode.ADAPTIVE.value
     split: str = "train"
     audio: AudioConfig = field(default_factory=AudioConfig)
+    #: rows whose question and choices hold more characters are dropped (None: no bound)
+    max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS
+    #: with a model's processor (``--model``): rows whose prompt holds more tokens are dropped
+    #: (training's ``data.max_prompt_length``)
+    max_prompt_length: int = 1024
 
     def __post_init__(self) -> None:
         parse_mode(self.prompt_mode)
+        if self.max_question_chars is not None and self.max_question_chars < 1:
+            raise ValueError(f"max_question_chars must be >= 1 (or None), got {self.max_question_chars}")
+        if self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1, got {self.max_prompt_length}")
         if self.min_duration_s < 0:
             raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
         if not self.split:
@@ -380,7 +394,8 @@ def _sort_key(item: AVQAItem) -> tuple[int, int, str, int]:
     return (item.avqa_id is None, item.avqa_id or 0, item.video_name, item.position)
 
 
-def _row_outcome(item: AVQAItem, clip: ClipResult, config: AVQAConfig) -> str | None:
+def _row_outcome(item: AVQAItem, clip: ClipResult, config: AVQAConfig,
+                 counter: PromptLengthCounter | None = None) -> str | None:
     """Why ``item`` is dropped (``audio:<reason>`` or ``filter:<name>``), or None to keep it."""
     if clip.error is not None:
         return f"audio:{clip.error}"
@@ -388,6 +403,13 @@ def _row_outcome(item: AVQAItem, clip: ClipResult, config: AVQAConfig) -> str | 
         return "filter:too_short"
     if not clip.snr_db > config.min_snr_db:
         return "filter:low_snr"
+    question = audio_question(item.question)[0]
+    if check_question_chars(question, item.choices, max_chars=config.max_question_chars):
+        return "filter:prompt_too_long"
+    if counter is not None:
+        messages = build_prompt_messages(question, item.choices, mode=config.prompt_mode)
+        if counter.count(messages, [clip.duration_s]) > config.max_prompt_length:
+            return "filter:prompt_too_long"
     return None
 
 
@@ -463,9 +485,11 @@ def convert_avqa(
     workers: int = 1,
     force: bool = False,
     progress: bool = True,
+    counter: PromptLengthCounter | None = None,
 ) -> dict[str, Any]:
     """Convert AVQA to ``out_dir`` (see the module docstring); returns the summary dict, also
-    written to ``{out_dir}/summary.json``. Same inputs -> byte-identical ``train.parquet``."""
+    written to ``{out_dir}/summary.json``. Same inputs -> byte-identical ``train.parquet``.
+    ``counter`` (the policy's processor) also bounds each prompt in tokens (``config.max_prompt_length``)."""
     media_path = Path(media_dir).expanduser().resolve()
     if not media_path.is_dir():
         raise ValueError(
@@ -500,7 +524,7 @@ def convert_avqa(
     rows: list[dict[str, Any]] = []
     kept: list[AVQAItem] = []
     for item in items:
-        reason = _row_outcome(item, clips[item.video_name], config)
+        reason = _row_outcome(item, clips[item.video_name], config, counter)
         if reason:
             dropped[reason] += 1
             continue
@@ -515,6 +539,7 @@ def convert_avqa(
         config=config,
         paths={"annotations": str(Path(annotations).resolve()), "media": str(media_path), "out": str(out)},
     )
+    summary["prompt_length_counted_in"] = "tokens and characters" if counter is not None else "characters"
     _write_if_changed(out / SUMMARY_NAME, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary
 
@@ -588,6 +613,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=defaults.audio.max_seconds, help="model window (s)")
     p.add_argument("--on-too-long", choices=["truncate", "reject"], default=defaults.audio.on_too_long)
     p.add_argument("--prompt-mode", default=defaults.prompt_mode, choices=[m.value for m in PromptMode])
+    p.add_argument("--max-question-chars", type=int, default=defaults.max_question_chars,
+                   help="drop rows whose question and choices hold more characters (prompt_too_long)")
+    p.add_argument("--model", default=None,
+                   help="the policy's model folder: also drop rows whose prompt (chat template + audio tokens) "
+                        "exceeds --max-prompt-length tokens")
+    p.add_argument("--max-prompt-length", type=int, default=defaults.max_prompt_length,
+                   help="training's data.max_prompt_length (with --model)")
     p.add_argument(
         "--split", default=defaults.split, help="split name of the rows and parquet (default train)"
     )
@@ -610,7 +642,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             prompt_mode=args.prompt_mode,
             split=args.split,
             audio=AudioConfig(max_seconds=args.max_seconds, on_too_long=args.on_too_long),
+            max_question_chars=args.max_question_chars,
+            max_prompt_length=args.max_prompt_length,
         )
+        counter = None
+        if args.model:
+            from transformers import AutoProcessor
+
+            counter = PromptLengthCounter(AutoProcessor.from_pretrained(args.model), max_seconds=args.max_seconds)
         summary = convert_avqa(
             annotations=args.annotations,
             media_dir=args.media,
@@ -619,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             force=args.force,
             progress=not args.no_progress,
+            counter=counter,
         )
     except (ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

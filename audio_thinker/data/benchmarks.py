@@ -41,6 +41,10 @@ item (:data:`PROBLEM_EXCLUDES`):
 * ``answer_hidden`` (kept): an MMAU ``test``-split row without an answer.
 * ``missing_audio`` (kept; checked only with ``check_audio=True``): the audio file does not
   exist. Such an item gets no prediction, which the scorers count as missing.
+* ``prompt_too_long`` (kept): the question and its choices hold more than ``max_question_chars``
+  characters (:data:`~audio_thinker.data.prompt_length.DEFAULT_MAX_QUESTION_CHARS`, 4000; the
+  real files' longest is 759). The loader has no tokenizer: evaluation counts the prompt's tokens
+  and records an item over its ``max_prompt_length`` as missing, with that reason.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from audio_thinker.data.prompt_length import DEFAULT_MAX_QUESTION_CHARS, PROMPT_TOO_LONG, check_question_chars
 
 MMAU = "mmau"
 MMAR = "mmar"
@@ -78,6 +84,7 @@ PROBLEM_EXCLUDES: dict[str, bool] = {
     "missing_group": False,
     "answer_hidden": False,
     "missing_audio": False,
+    PROMPT_TOO_LONG: False,
 }
 
 #: Environment variable naming the folder with the real benchmark metadata files.
@@ -355,7 +362,7 @@ def _groups(row: Mapping[str, Any], fields: tuple[str, ...], notes: list[tuple[s
 
 def _load(
     benchmark: str, meta_path: str | os.PathLike[str], audio_root: str | os.PathLike[str] | None,
-    check_audio: bool,
+    check_audio: bool, max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS,
 ) -> tuple[list[BenchmarkItem], LoadReport]:
     meta = Path(meta_path)
     root = Path(audio_root) if audio_root is not None else meta.parent
@@ -370,10 +377,18 @@ def _load(
             continue
         if check_audio and not os.path.exists(item.audio_path):
             report.problems.append(Problem("missing_audio", item.item_id, where, item.audio_path))
+        flag_long_question(item, where, report, max_question_chars)
         seen.add(item.item_id)
         items.append(item)
     report.n_items = len(items)
     return items, report
+
+
+def flag_long_question(item: BenchmarkItem, where: str, report: LoadReport, max_chars: int | None) -> None:
+    """Record ``prompt_too_long`` (kept) when the item's question and choices exceed ``max_chars``."""
+    detail = check_question_chars(item.question, item.choices, max_chars=max_chars)
+    if detail:
+        report.problems.append(Problem(PROMPT_TOO_LONG, item.item_id, where, detail))
 
 
 def resolve_under(root: Path, relative: str) -> Path | None:
@@ -447,26 +462,26 @@ def _row_to_item(
 
 def load_mmau(
     meta_path: str | os.PathLike[str], audio_root: str | os.PathLike[str] | None = None, *,
-    check_audio: bool = False,
+    check_audio: bool = False, max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS,
 ) -> tuple[list[BenchmarkItem], LoadReport]:
     """MMAU test-mini / test JSON (any released version) -> items and report."""
-    return _load(MMAU, meta_path, audio_root, check_audio)
+    return _load(MMAU, meta_path, audio_root, check_audio, max_question_chars)
 
 
 def load_mmar(
     meta_path: str | os.PathLike[str], audio_root: str | os.PathLike[str] | None = None, *,
-    check_audio: bool = False,
+    check_audio: bool = False, max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS,
 ) -> tuple[list[BenchmarkItem], LoadReport]:
     """MMAR ``MMAR-meta.jsonl`` -> items and report."""
-    return _load(MMAR, meta_path, audio_root, check_audio)
+    return _load(MMAR, meta_path, audio_root, check_audio, max_question_chars)
 
 
 def load_air_bench(
     meta_path: str | os.PathLike[str], audio_root: str | os.PathLike[str] | None = None, *,
-    check_audio: bool = False,
+    check_audio: bool = False, max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS,
 ) -> tuple[list[BenchmarkItem], LoadReport]:
     """AIR-Bench foundation ``Foundation_meta.json`` -> items and report."""
-    return _load(AIR_BENCH, meta_path, audio_root, check_audio)
+    return _load(AIR_BENCH, meta_path, audio_root, check_audio, max_question_chars)
 
 
 def canonical_name(name: str) -> str:
@@ -484,11 +499,13 @@ def canonical_name(name: str) -> str:
 
 def load_benchmark(
     name: str, meta_path: str | os.PathLike[str], audio_root: str | os.PathLike[str] | None = None,
-    *, check_audio: bool = False,
+    *, check_audio: bool = False, max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS,
 ) -> tuple[list[BenchmarkItem], LoadReport]:
     """Load benchmark ``name`` (see :data:`BENCHMARKS`) from its metadata file.
 
     ``audio_root`` defaults to the metadata file's folder; ``check_audio`` also reports items
-    whose audio file does not exist (kept). Returns the items in file order and the report.
+    whose audio file does not exist (kept); ``max_question_chars`` (None: no bound) flags items whose
+    question and choices are longer (``prompt_too_long``, kept). Returns the items in file order and
+    the report.
     """
-    return _load(canonical_name(name), meta_path, audio_root, check_audio)
+    return _load(canonical_name(name), meta_path, audio_root, check_audio, max_question_chars)

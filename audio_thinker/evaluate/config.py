@@ -73,6 +73,11 @@ class EvalConfig:
     #: vLLM engine (audio_thinker.inference.options.VLLMOptions: vllm.LLM arguments of the same names)
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    #: the longest prompt generated from, in tokens (the chat template's text plus the clip's audio
+    #: tokens, 25 per second); a longer item is not generated and is recorded missing with the reason
+    #: prompt_too_long. 4096 leaves room for long benchmark questions with 30 s of audio (~900 tokens)
+    #: and for generation.max_new_tokens within vllm.max_model_len (8192)
+    max_prompt_length: int = 4096
     #: the run directory (records, predictions, results, tables, plot); re-running with the same
     #: directory resumes: items already in records.jsonl are not generated again
     output_dir: str | None = None
@@ -117,6 +122,10 @@ def load_eval_config(section: Mapping[str, Any] | Any) -> EvalConfig:
         raise _fail("backend", cfg.backend, BACKENDS)
     if cfg.hf.dtype not in ("float32", "bfloat16", "float16", "auto"):
         raise _fail("hf.dtype", cfg.hf.dtype, ("float32", "bfloat16", "float16", "auto"))
+    if isinstance(cfg.max_prompt_length, bool) or not isinstance(cfg.max_prompt_length, int) \
+            or cfg.max_prompt_length <= 0:
+        raise ConfigError(f"max_prompt_length={cfg.max_prompt_length!r}: use a positive number of tokens "
+                          "(e.g. max_prompt_length=4096)")
     if cfg.benchmark.limit is not None and cfg.benchmark.limit <= 0:
         raise ConfigError(f"benchmark.limit={cfg.benchmark.limit}: use a positive number of items, or null for all")
     try:  # VLLMOptions itself does not validate; engine_kwargs does (its messages name vllm.<key>)

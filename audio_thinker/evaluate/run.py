@@ -16,8 +16,10 @@ Re-running with the same ``output_dir`` resumes: items whose record has a respon
 rest (never reached, or failed: missing audio, decode or generation errors) are tried again. A
 run directory of a *different* configuration is refused with the keys that differ.
 
-Bad input never stops the run: a missing or unreadable clip, or a prompt the model fails on,
-becomes a record without a response (counted as *missing*, with the reason in ``error``); benchmark
+Bad input never stops the run: a missing or unreadable clip, a prompt longer than
+``max_prompt_length`` tokens (``prompt_too_long``, never generated from: a 100k-character question
+would exhaust the memory), or a prompt the model fails on, becomes a record without a response
+(counted as *missing*, with the reason in ``error``); benchmark
 rows that cannot be evaluated at all (malformed, duplicate id, answer not among the choices) are
 excluded and listed in the load report.
 """
@@ -29,7 +31,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from audio_thinker.data.audio import AudioError, AudioStats, load_audio
 from audio_thinker.data.benchmarks import BenchmarkItem
 from audio_thinker.data.files import append_jsonl, atomic_write, repair_jsonl_tail
 from audio_thinker.verl_ext.merge import ResolvedModel, resolve_model
-from audio_thinker.evaluate.prompts import prompt_input
+from audio_thinker.evaluate.prompts import prompt_input, prompt_length_check
 from audio_thinker.inference.backend import choose_backend
 from audio_thinker.inference.batching import batches
 from audio_thinker.inference.outputs import Generated, Generator, PromptInput
@@ -225,11 +227,13 @@ def generate_records(
     sink: Any,
     stats: AudioStats,
     progress: bool = True,
+    check_prompt: Callable[[PromptInput], str | None] | None = None,
 ) -> tuple[list[EvalRecord], dict[str, float]]:
     """Records of ``items`` (in order), written to ``sink`` batch by batch; also timing figures.
 
     ``make_generator`` builds the backend on first use (a run with nothing to generate never loads
-    the model). Audio that is missing or fails to decode becomes a record without a response.
+    the model). Audio that is missing or fails to decode, and a prompt that ``check_prompt`` refuses
+    (its error, e.g. ``prompt_too_long: ...``), become records without a response.
     """
     from tqdm import tqdm
 
@@ -250,7 +254,12 @@ def generate_records(
                     records[item.item_id] = make_record(item, None, prompt_mode=mode,
                                                         error=f"{error.reason}: {error}")
                     continue
-                ready.append((item, prompt_input(item, mode, samples)))
+                prompt = prompt_input(item, mode, samples)
+                refused = check_prompt(prompt) if check_prompt is not None else None
+                if refused:
+                    records[item.item_id] = make_record(item, None, prompt_mode=mode, error=refused)
+                    continue
+                ready.append((item, prompt))
             if ready:
                 if generator is None:
                     generator = make_generator()
@@ -338,6 +347,7 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
         "meta": str(cfg.benchmark.meta),
         "limit": cfg.benchmark.limit,
         "generation": dataclasses.asdict(cfg.generation),
+        "max_prompt_length": cfg.max_prompt_length,
     }
     atomic_write(out / RUN_FILE, json.dumps({"run": run_info, "fingerprint": current}, indent=2))
 
@@ -357,11 +367,17 @@ def evaluate(cfg: EvalConfig) -> RunOutcome:
         print(f"resuming {out}: {kept} items already evaluated, {len(todo)} to go")
 
     stats = AudioStats()
+    check = None
+    if todo:  # the processor counts prompt tokens (nothing to generate: nothing is loaded)
+        from audio_thinker.inference.loading import load_audio_processor
+
+        check = prompt_length_check(load_audio_processor(resolved.hf_dir), max_prompt_length=cfg.max_prompt_length,
+                                    max_seconds=cfg.audio.max_seconds)
     with (out / RECORDS_FILE).open("a", encoding="utf-8") as sink:
         new, timing = generate_records(
             todo, mode=cfg.prompt_mode, make_generator=lambda: build_generator(cfg, backend, resolved.hf_dir),
             audio_config=cfg.audio, batch_size=cfg.generation.batch_size, sink=sink,
-            stats=stats, progress=cfg.progress,
+            stats=stats, progress=cfg.progress, check_prompt=check,
         )
     done.update({record.item_id: record for record in new})
     records = [done[item.item_id] for item in items]

@@ -5,7 +5,9 @@ MMAU, MMAR, AIR-Bench foundation) or the project's synthetic set (a parquet file
 row schema, :mod:`audio_thinker.data.rows`, e.g. ``data/synthetic/val.parquet``) into
 :class:`~audio_thinker.data.benchmarks.BenchmarkItem` records. Every row ends up either as an item
 or as an excluded problem of the :class:`~audio_thinker.data.benchmarks.LoadReport`; audio files
-are always checked, so a missing clip is known (and reported) before generation starts.
+are always checked, so a missing clip is known (and reported) before generation starts, and so
+is a question over the loaders' character bound (``prompt_too_long``, kept: evaluation counts its
+prompt tokens and records it missing when over ``max_prompt_length``).
 
 Synthetic items: id ``{split}-{index:06d}``, groups ``task`` and ``difficulty``, and as ``row`` a
 flat record (``id``, ``audio_path``, ``question``, ``choices``, ``answer``, ``task``,
@@ -19,12 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from audio_thinker.data.prompt_length import DEFAULT_MAX_QUESTION_CHARS
 from audio_thinker.data.benchmarks import (
     BENCHMARKS,
     BenchmarkItem,
     LoadReport,
     Problem,
     canonical_name,
+    flag_long_question,
     load_benchmark,
 )
 
@@ -109,6 +113,7 @@ def load_synthetic(path: str | os.PathLike[str], *, check_audio: bool = True) ->
             continue
         if check_audio and not os.path.exists(item.audio_path):
             report.problems.append(Problem("missing_audio", item.item_id, where, item.audio_path))
+        flag_long_question(item, where, report, DEFAULT_MAX_QUESTION_CHARS)
         seen.add(item.item_id)
         items.append(item)
     report.n_items = len(items)

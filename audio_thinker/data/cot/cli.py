@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--stage", choices=STAGES, default=run.stage,
                    help="captions: stop after the captions (then re-run without it for the rationales)")
+    p.add_argument("--max-question-chars", type=int, default=run.max_question_chars,
+                   help="skip input rows whose question and choices hold more characters (prompt_too_long)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_threads=args.num_threads, tensor_parallel_size=args.tensor_parallel_size,
             caption_tensor_parallel_size=args.caption_tensor_parallel_size,
             gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
-            stage=args.stage,
+            stage=args.stage, max_question_chars=args.max_question_chars,
         )
         summary = pipeline.generate_cot(config, args.out, run=run, limit=args.limit,
                                         progress=not args.no_progress)

@@ -247,7 +247,7 @@ def generate_cot(
     import pyarrow.parquet as pq
 
     rows_path = Path(config.rows)
-    all_rows, invalid = store.read_rows(rows_path)
+    all_rows, invalid = store.read_rows(rows_path, max_question_chars=run.max_question_chars)
     input_schema = pq.read_schema(rows_path)
     rows = all_rows[:limit] if limit is not None else all_rows
     keys = [row_key(row) for row in rows]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_thinker.inference.backend import BACKENDS
+from audio_thinker.data.prompt_length import DEFAULT_MAX_QUESTION_CHARS
 from audio_thinker.inference.options import GenerationOptions, VLLMOptions
 from audio_thinker.prompts import CAPTION_TEMPLATE, COT_GENERATION_TEMPLATE, PROMPT_VERSION
 
@@ -80,12 +81,17 @@ class RunOptions:
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 8192
     stage: str = "all"
+    #: input rows whose question and choices hold more characters are skipped as prompt_too_long
+    #: (None: no bound)
+    max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.max_question_chars is not None and self.max_question_chars < 1:
+            raise ValueError(f"max_question_chars must be >= 1 (or None), got {self.max_question_chars}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.tensor_parallel_size < 1 or self.caption_tensor_parallel_size < 1:

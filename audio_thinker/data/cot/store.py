@@ -16,6 +16,7 @@ from typing import Any
 from audio_thinker.data.files import atomic_write
 from audio_thinker.data.cot.filter import COT_KEYS
 from audio_thinker.data.cot.settings import CotConfigError, config_diff
+from audio_thinker.data.prompt_length import DEFAULT_MAX_QUESTION_CHARS, PROMPT_TOO_LONG, check_question_chars
 from audio_thinker.data.rows import RowError, validate_row
 
 CONFIG_NAME = "config.json"
@@ -44,10 +45,13 @@ def latest_records(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, RowError]]]:
+def read_rows(path: str | Path, *, max_question_chars: int | None = DEFAULT_MAX_QUESTION_CHARS,
+              ) -> tuple[list[dict[str, Any]], list[tuple[int, RowError]]]:
     """The rows of a training parquet as plain Python objects, and the rows skipped as
-    ``(position, RowError)``: a row that fails :func:`~audio_thinker.data.rows.validate_row` is
-    left out and reported, never the whole file. A file where no row is valid is a ``ValueError``."""
+    ``(position, RowError)``: a row that fails :func:`~audio_thinker.data.rows.validate_row`, or whose
+    question and choices exceed ``max_question_chars`` characters (``prompt_too_long``: it would
+    reach the rationale LLM's prompt; None: no bound), is left out and reported, never the whole
+    file. A file where no row is valid is a ``ValueError``."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -60,6 +64,10 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, R
     for position, row in enumerate(pq.read_table(path).to_pylist()):
         try:
             validate_row(row)
+            too_long = check_question_chars(row["extra_info"]["question"], row["extra_info"]["choices"],
+                                            max_chars=max_question_chars)
+            if too_long:
+                raise RowError(PROMPT_TOO_LONG, too_long)
         except RowError as err:
             skipped.append((position, err))
             continue
