@@ -199,7 +199,7 @@ def register() -> None:
     patch_hf_processor()
     patch_multimodal_processor_check()
     patch_fsdp2_wrap_targets()
-    register_audio_vllm_rollout()
+    register_audio_vllm_rollout(cpu=cpu_backend_requested())
 
 
 try:

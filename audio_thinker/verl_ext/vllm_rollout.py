@@ -18,7 +18,7 @@ subclass whose servers are of that class, registered as verl's ``vllm`` rollout
   Omni thinker servable (in the server process; vLLM's own processes get it from the
   ``vllm.general_plugins`` entry point).
 
-The CPU backend (:mod:`audio_thinker.backends.cpu.vllm`) subclasses both for ``VERL_PLATFORM=cpu``.
+With ``VERL_PLATFORM=cpu`` both are extended by the CPU pieces of :mod:`audio_thinker.backends.cpu.vllm`.
 Importing this module is cheap; the classes are built on first use (they import verl's vLLM server,
 which imports vLLM).
 """
@@ -109,8 +109,17 @@ def _audio_replica() -> type:
     return audio_replica_class()
 
 
-def register_audio_vllm_rollout() -> None:
-    """Make verl's ``vllm`` rollout entry build :class:`AudioVLLMReplica` (lazy: imports nothing now)."""
+@functools.cache
+def _cpu_audio_replica() -> type:
+    from audio_thinker.backends.cpu.vllm import cpu_replica_class, cpu_server_class
+
+    return cpu_replica_class(audio_replica_class(cpu_server_class(audio_server_class())))
+
+
+def register_audio_vllm_rollout(*, cpu: bool = False) -> None:
+    """Make verl's ``vllm`` rollout entry build the audio replica (lazy: imports nothing now); with
+    ``cpu`` (the CPU platform is selected) the one with the CPU pieces of
+    :mod:`audio_thinker.backends.cpu.vllm`."""
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, _audio_replica)
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, _cpu_audio_replica if cpu else _audio_replica)

@@ -13,8 +13,8 @@ piece                             verl extension point                    select
 :mod:`.trainer` (resource pools)  ``PPOTrainer._init_resource_pool_mgr``  ``trainer.device=cpu``
 :mod:`.rollout` (``hf``)          ``RolloutReplicaRegistry``,             ``rollout.name=hf``
                                   ``_ROLLOUT_REGISTRY``
-:mod:`.vllm` (verl's vLLM server  ``RolloutReplicaRegistry``,             ``rollout.name=vllm``
-on vLLM's CPU build)              vLLM's ``worker_extension_cls``
+:mod:`.vllm` (verl's vLLM server  ``RolloutReplicaRegistry`` (through      ``rollout.name=vllm``
+on vLLM's CPU build)              the plugin), ``worker_extension_cls``
 ================================  =====================================  ==========================
 
 The ``hf`` rollout is split by job: :mod:`.options`, :mod:`.sampling`, :mod:`.generator`,
@@ -45,7 +45,6 @@ PLATFORM_ENV = "VERL_PLATFORM"
 _PLATFORM_MODULE = f"{__name__}.platform"
 _ENGINE_MODULE = f"{__name__}.engine"
 _ROLLOUT_MODULE = f"{__name__}.rollout"
-_VLLM_MODULE = f"{__name__}.vllm"
 
 
 def cpu_backend_requested() -> bool:
@@ -88,4 +87,3 @@ def register_cpu_backend(*, rollout: bool = True) -> None:
     if rollout:
         module = importlib.import_module(_ROLLOUT_MODULE)
         module.register_cpu_rollout()
-        importlib.import_module(_VLLM_MODULE).register_cpu_vllm_rollout()

