@@ -171,3 +171,23 @@ def test_the_server_collapses_the_audio_run_and_drops_sampling_rate(tiny_process
     server.config.max_model_len = len(expanded)
     with pytest.raises(ValueError, match="max_model_len"):
         asyncio.run(server.generate(expanded, {}, "r2", audio_data=[clip]))
+
+
+@_needs_vllm
+def test_the_omni_processor_gets_the_vision_ids_verls_generate_reads(tiny_model_dir):
+    """verl's generate reads processor.image_token_id for any processor with a Qwen2-VL image
+    processor; the Omni thinker's has only the token strings (AttributeError on every request)."""
+    from transformers import AutoProcessor
+    from verl.workers.rollout.utils import qwen2_5_vl_dedup_image_tokens
+
+    from audio_thinker.verl_ext.vllm_rollout import add_vision_token_ids
+
+    processor = AutoProcessor.from_pretrained(str(tiny_model_dir("qwen2_5_omni_thinker")))
+    with pytest.raises(AttributeError):
+        qwen2_5_vl_dedup_image_tokens([1, 2, 3], processor)
+    add_vision_token_ids(processor)
+    vocab = processor.tokenizer.get_vocab()
+    assert processor.image_token_id == vocab[processor.image_token]
+    assert processor.video_token_id == vocab[processor.video_token]
+    ids = [1, processor.image_token_id, processor.image_token_id, 2]
+    assert qwen2_5_vl_dedup_image_tokens(ids, processor) == [1, processor.image_token_id, 2]
