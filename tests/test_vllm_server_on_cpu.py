@@ -191,3 +191,45 @@ def test_the_omni_processor_gets_the_vision_ids_verls_generate_reads(tiny_model_
     assert processor.video_token_id == vocab[processor.video_token]
     ids = [1, processor.image_token_id, processor.image_token_id, 2]
     assert qwen2_5_vl_dedup_image_tokens(ids, processor) == [1, processor.image_token_id, 2]
+
+
+@_needs_vllm
+def test_a_failed_weight_receiver_ends_the_sync_with_an_error_instead_of_a_hang(monkeypatch):
+    """verl's update_weights streams every bucket before it awaits the server's receiver; when the
+    receiver dies the sender waits for an acknowledgement forever. Ours raises WeightSyncError."""
+    import asyncio
+
+    from verl.workers.rollout.vllm_rollout import vllm_rollout
+
+    from audio_thinker.verl_ext.vllm_rollout import WeightSyncError, server_adapter_class
+
+    async def base_execute(self, method, non_block=False, timeout=None, args=(), kwargs=None):
+        async def receiver():
+            await asyncio.sleep(0.1)
+            raise RuntimeError("There is no module or parameter named 'model' in Qwen2_5OmniThinker")
+        return asyncio.ensure_future(receiver())
+
+    async def base_update_weights(self, weights, global_steps=None, wire_format="named_tensors", **kwargs):
+        future = await self._execute_method("update_weights_from_ipc", non_block=True, kwargs={})
+        await asyncio.Event().wait()  # the sender, blocked on the dead receiver's acknowledgement
+        await future
+
+    monkeypatch.setattr(vllm_rollout.ServerAdapter, "_execute_method", base_execute)
+    monkeypatch.setattr(vllm_rollout.ServerAdapter, "update_weights", base_update_weights)
+    adapter = object.__new__(server_adapter_class())
+
+    async def run():
+        return await asyncio.wait_for(adapter.update_weights(iter(())), timeout=20)
+
+    with pytest.raises(WeightSyncError, match="no module or parameter named 'model'"):
+        asyncio.run(run())
+
+
+@_needs_vllm
+def test_verl_builds_our_adapter_for_the_vllm_rollout():
+    from verl.workers.rollout.base import get_rollout_class
+
+    import audio_thinker.verl_ext.plugin  # noqa: F401  (verl's plugin entry point does this in every process)
+    from audio_thinker.verl_ext.vllm_rollout import server_adapter_class
+
+    assert get_rollout_class("vllm", "async") is server_adapter_class()

@@ -202,7 +202,8 @@ _CPU_ENGINES_AND_POOLS = [
 ]
 
 _HF_ROLLOUT = [
-    _s("verl.workers.rollout.base._ROLLOUT_REGISTRY", "patch", f"{_ROLLOUT}:register_cpu_rollout",
+    _s("verl.workers.rollout.base._ROLLOUT_REGISTRY", "patch",
+       (f"{_ROLLOUT}:register_cpu_rollout", f"{_VLLM_ROLLOUT}:register_audio_vllm_rollout"),
        "private dict (name, mode) -> adapter class path, read by get_rollout_class; verl has no register "
        "function for it. We add ('hf', 'async') and refuse to overwrite."),
     _s("verl.workers.rollout.base.get_rollout_class", "serve", f"{_ROLLOUT}:ADAPTER_FQDN",
@@ -300,6 +301,17 @@ _VLLM_ROLLOUT_SYMBOLS = [
     _s(f"{_VLLM_EXTENSION}.monkey_patch_model", "serve", f"{_VLLM_ROLLOUT}:AudioVLLMHttpServer.run_server",
        "called through engine.collective_rpc(method='monkey_patch_model', kwargs=...) with our banned ids.",
        ("vocab_size", "banned_token_ids"), needs="vllm"),
+    _s("verl.workers.rollout.vllm_rollout.vllm_rollout.ServerAdapter", "subclass",
+       f"{_VLLM_ROLLOUT}:AudioServerAdapter", "verl's in-worker vLLM adapter; our update_weights watches the receiver.",
+       needs="vllm"),
+    _s("verl.workers.rollout.vllm_rollout.vllm_rollout.ServerAdapter.update_weights", "override",
+       f"{_VLLM_ROLLOUT}:AudioServerAdapter", "runs verl's as a task and fails fast when the receiver fails.",
+       ("weights", "global_steps", "wire_format", "kwargs"), needs="vllm"),
+    _s("verl.workers.rollout.vllm_rollout.vllm_rollout.ServerAdapter._execute_method", "override",
+       f"{_VLLM_ROLLOUT}:AudioServerAdapter",
+       "private; verl's update_weights calls it for update_weights_from_ipc with non_block=True and gets the "
+       "receiver's ObjectRef back, which we keep.", ("method", "non_block", "timeout", "args", "kwargs"),
+       needs="vllm"),
     _s("verl.utils.tokenizer.get_processor_token_id", "call", f"{_VLLM_ROLLOUT}:add_vision_token_ids",
        "resolves image/video ids from token strings; verl's generate reads processor.image_token_id itself.",
        ("processor", "token_name")),

@@ -15,9 +15,12 @@ subclass whose servers are of that class, registered as verl's ``vllm`` rollout
 * ``run_server`` gives the Omni thinker's processor the vision token ids verl's ``generate`` reads
   (:func:`add_vision_token_ids`), and re-applies verl's logits mask with the audio placeholders and delimiters added to
   verl's vision ones, so the policy can never sample an ``<|AUDIO|>`` the actor cannot score;
-* before the engine starts, :func:`audio_thinker.inference.vllm.register_vllm_models` makes the
-  Omni thinker servable (in the server process; vLLM's own processes get it from the
-  ``vllm.general_plugins`` entry point).
+* the in-worker adapter (:func:`server_adapter_class`, registered in verl's ``_ROLLOUT_REGISTRY``)
+  ends the run with :class:`WeightSyncError` when the server fails to take the actor's weights,
+  where verl's would wait for the failed receiver forever;
+* the Omni thinker is servable through the project's vLLM plugin
+  (:func:`audio_thinker.inference.vllm_models.register_vllm_models`, the ``vllm.general_plugins``
+  entry point), which vLLM loads in each of its processes.
 
 With ``VERL_PLATFORM=cpu`` both are extended by the CPU pieces of :mod:`audio_thinker.backends.cpu.vllm`.
 Importing this module is cheap; the classes are built on first use (they import verl's vLLM server,
@@ -39,7 +42,10 @@ from audio_thinker.verl_ext.vllm_server import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_vision_token_ids", "audio_replica_class", "audio_server_class", "register_audio_vllm_rollout"]
+__all__ = [
+    "WeightSyncError", "add_vision_token_ids", "audio_replica_class", "audio_server_class",
+    "register_audio_vllm_rollout", "server_adapter_class",
+]
 
 #: the name verl's rollout config selects (``actor_rollout_ref.rollout.name``)
 ROLLOUT_NAME = "vllm"
@@ -124,6 +130,78 @@ def audio_replica_class(server_class: type | None = None) -> type:
     return AudioVLLMReplica
 
 
+#: verl's worker-side method the server runs while the actor streams the weights
+WEIGHT_RECEIVER_METHOD = "update_weights_from_ipc"
+#: where verl's ``get_rollout_class`` finds the in-worker adapter of the ``vllm`` rollout
+ADAPTER_FQDN = f"{__name__}.AudioServerAdapter"
+
+
+class WeightSyncError(RuntimeError):
+    """The rollout server failed to take the actor's weights (the run stops instead of hanging)."""
+
+
+@functools.cache
+def server_adapter_class() -> type:
+    """verl's in-worker vLLM ``ServerAdapter`` whose weight sync fails fast when the server's side fails.
+
+    verl's ``update_weights`` starts the server's receiver (``update_weights_from_ipc``, non-blocking),
+    then streams every bucket and only afterwards awaits the receiver: a receiver that dies (a weight
+    name vLLM cannot map, a shape it cannot load) leaves the sender waiting for an acknowledgement
+    forever. Here the receiver's result is watched while verl streams; its failure cancels the
+    stream and raises :class:`WeightSyncError` naming the cause.
+    """
+    import asyncio
+
+    from verl.workers.rollout.vllm_rollout.vllm_rollout import ServerAdapter
+
+    class AudioServerAdapter(ServerAdapter):
+        """verl's vLLM server adapter with a weight sync that cannot hang on a failed receiver."""
+
+        async def _execute_method(self, method: str, non_block: bool = False, timeout: float | None = None,
+                                  args: tuple = (), kwargs: dict | None = None) -> Any:
+            result = await super()._execute_method(method, non_block=non_block, timeout=timeout, args=args,
+                                                   kwargs=kwargs)
+            if method == WEIGHT_RECEIVER_METHOD and non_block:
+                self._weight_receiver = result
+            return result
+
+        async def update_weights(self, weights: Any, global_steps: int | None = None,
+                                 wire_format: str = "named_tensors", **kwargs: Any) -> Any:
+            self._weight_receiver = None
+            send = asyncio.ensure_future(super().update_weights(
+                weights, global_steps=global_steps, wire_format=wire_format, **kwargs))
+            while self._weight_receiver is None and not send.done():
+                await asyncio.wait({send}, timeout=0.05)
+            if send.done() or self._weight_receiver is None:
+                return await send
+            receiver = self._weight_receiver
+
+            async def receive() -> Any:
+                return await receiver
+
+            received = asyncio.ensure_future(receive())
+            await asyncio.wait({send, received}, return_when=asyncio.FIRST_COMPLETED)
+            if not send.done() and received.exception() is not None:
+                send.cancel()
+                error = received.exception()
+                raise WeightSyncError(
+                    f"rollout weight sync failed in the vLLM server ({WEIGHT_RECEIVER_METHOD}): "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            if not received.done():
+                received.cancel()
+            return await send
+
+    return AudioServerAdapter
+
+
+def __getattr__(name: str) -> Any:
+    """``AudioServerAdapter`` is built on first access (verl's ``get_rollout_class`` imports it by name)."""
+    if name == "AudioServerAdapter":
+        return server_adapter_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @functools.cache
 def _audio_replica() -> type:
     return audio_replica_class()
@@ -140,6 +218,10 @@ def register_audio_vllm_rollout(*, cpu: bool = False) -> None:
     """Make verl's ``vllm`` rollout entry build the audio replica (lazy: imports nothing now); with
     ``cpu`` (the CPU platform is selected) the one with the CPU pieces of
     :mod:`audio_thinker.backends.cpu.vllm`."""
+    from verl.workers.rollout import base as rollout_base
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
     RolloutReplicaRegistry.register(ROLLOUT_NAME, _cpu_audio_replica if cpu else _audio_replica)
+    # the in-worker adapter verl's actor/rollout workers build with get_rollout_class (no register
+    # function exists for this dict; verl's own entry is replaced by its subclass)
+    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = ADAPTER_FQDN
