@@ -144,7 +144,7 @@ def test_the_cpu_process_group_listens_on_loopback_only():
 TCP_RENDEZVOUS_SCRIPT = LISTENING + '''
 import json, os, sys, torch
 if sys.argv[1] == "patched":
-    from audio_thinker.backends.cpu.loopback import patch_tcp_rendezvous
+    from audio_thinker.inference.loopback import patch_tcp_rendezvous
     patch_tcp_rendezvous()
 torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:" + os.environ["PORT"], rank=0, world_size=1)
 total = torch.ones(2)

@@ -108,6 +108,25 @@ def test_the_rollout_servers_collapse_gives_vllm_the_actors_prompt(engine):
     assert engine_prompt(plan.prompt_ids) == actor_ids
 
 
+def test_the_engine_listens_on_loopback_only(engine):
+    """vLLM's engine-core and worker processes (its ZMQ sockets, the worker's torch.distributed store
+    on tcp://127.0.0.1, which torch would bind on every interface) listen on loopback only."""
+    import ipaddress
+
+    import psutil
+
+    listening = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            listening += [(c.laddr.ip, c.laddr.port, proc.name()) for c in proc.net_connections(kind="tcp")
+                          if c.status == psutil.CONN_LISTEN]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    assert listening, "no listening socket seen in vLLM's processes (the check would pass vacuously)"
+    exposed = [s for s in listening if not ipaddress.ip_address(s[0].split("%")[0]).is_loopback]
+    assert not exposed, f"listening beyond loopback (address, port, process): {exposed}"
+
+
 def test_greedy_outputs_match_transformers_and_follow_the_audio(engine, assets):
     from audio_thinker.inference.hf import GenerationOptions, HFGenerator
 

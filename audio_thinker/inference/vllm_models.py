@@ -47,9 +47,16 @@ def register_vllm_models() -> None:
     """Register :data:`MODEL_CLASSES` with vLLM's ``ModelRegistry`` (idempotent; imports vLLM).
 
     The vLLM plugin entry point, and what verl's rollout server and our engine builders call
-    before they build an engine.
+    before they build an engine. It also keeps this process's ``tcp://<loopback>`` process-group
+    stores on loopback (:func:`audio_thinker.inference.loopback.patch_tcp_rendezvous`): vLLM's
+    worker joins its group through ``tcp://127.0.0.1`` on one node, and torch's store would listen
+    on every interface.
     """
     from vllm import ModelRegistry
+
+    from audio_thinker.inference.loopback import patch_tcp_rendezvous
+
+    patch_tcp_rendezvous()
 
     for arch, target in MODEL_CLASSES.items():
         if _registered_target(ModelRegistry, arch) != target:

@@ -58,7 +58,7 @@ from audio_thinker.backends.cpu import PLATFORM_NAME
 
 # first: registers platform 'cpu' before verl's FSDP engine module resolves the platform at import
 from audio_thinker.backends.cpu import platform as cpu_platform
-from audio_thinker.backends.cpu.loopback import is_loopback, loopback_tcp_store
+from audio_thinker.inference.loopback import is_loopback, loopback_tcp_store
 
 from verl.utils.distributed import initialize_global_process_group_ray  # noqa: E402
 from verl.workers.engine.base import EngineRegistry  # noqa: E402

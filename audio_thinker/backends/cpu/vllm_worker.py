@@ -7,7 +7,7 @@ loads (see :mod:`audio_thinker.backends.cpu.vllm`): vLLM then computes each line
 ``torch.nn.functional.linear`` on the layer's own weight, which verl's weight updates overwrite in
 place. The math is the same; only the GEMM kernel differs. It also keeps the worker's
 torch.distributed store on a loopback rendezvous address on loopback
-(:func:`audio_thinker.backends.cpu.loopback.patch_tcp_rendezvous`).
+(:func:`audio_thinker.inference.loopback.patch_tcp_rendezvous`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
 
-from audio_thinker.backends.cpu.loopback import patch_tcp_rendezvous
+from audio_thinker.inference.loopback import patch_tcp_rendezvous
 
 __all__ = ["CPUWorkerExtension", "disable_weight_repacking"]
 

@@ -4,8 +4,9 @@ torch's ``TCPStore`` server listens on every interface whatever host it is given
 the host's first interface. A local run must listen on 127.0.0.1 only, so where the rendezvous
 host is a loopback address the store's server socket is bound here, to that address, and handed to
 torch (``master_listen_fd``). Used by the CPU training workers' process group
-(:mod:`audio_thinker.backends.cpu.engine`) and by vLLM's worker process on the CPU
-(:mod:`audio_thinker.backends.cpu.vllm_worker`). Imports torch only.
+(``audio_thinker.backends.cpu.engine``) and in every vLLM process (the project's vLLM plugin,
+:func:`audio_thinker.inference.vllm_models.register_vllm_models`: evaluation, the judge and the
+rollout). Imports torch only.
 """
 
 from __future__ import annotations
