@@ -1,4 +1,4 @@
-"""One GRPO step of the tiny Qwen2.5-Omni thinker through verl's vLLM rollout on vLLM's CPU build.
+"""verl's vLLM rollout on vLLM's CPU build, slow tier: the tiny Qwen2.5-Omni thinker trains, a failing engine stops the run.
 
 The Qwen2-Audio path runs in the fast tier (tests/test_grpo_e2e_on_cpu.py: 3 steps and a resume);
 this is the Omni thinker's: vLLM serves the thinker-only checkpoint through our vLLM plugin
@@ -52,3 +52,26 @@ def test_omni_thinker_trains_two_steps_on_the_vllm_rollout(tmp_path, tiny_model_
     for step in (1, 2):  # step 2 runs on weights synced after the first update
         assert history[step]["training/rollout_probs_diff_max"] < 1e-3, step
         assert history[step]["timing_s/update_weights"] > 0, step
+
+
+def test_a_rollout_engine_that_cannot_start_ends_the_run_with_its_error(tmp_path, tiny_model_dir):
+    """A vLLM worker that refuses to start (here: VLLM_CPU_SGL_KERNEL=1, whose prepacked weights
+    verl's sync could not update) ends the run with a non-zero status and the cause in the log,
+    instead of hanging (measured: ~3 min on 2 busy cores)."""
+    from audio_thinker.data.synthetic import generate_dataset
+
+    data = tmp_path / "data"
+    generate_dataset(data, n_train=4, n_val=2, seed=0, progress=False)
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "audio_thinker.main_grpo", "backbone=tiny_cpu_vllm", f"hydra.run.dir={run}/hydra",
+        f"actor_rollout_ref.model.path={tiny_model_dir('qwen2_audio')}",
+        f"data.train_files={data}/train.parquet", f"data.val_files={data}/val.parquet",
+        "toy.synthetic_data=null", "toy.tiny_model=null", "toy.warmstart_model=null", "toy.tiny_judge=null",
+        "audio_thinker.reward.mode=atar", '+ray_kwargs.ray_init.runtime_env.env_vars.VLLM_CPU_SGL_KERNEL="1"',
+        "trainer.total_training_steps=1", "trainer.save_freq=-1", "trainer.test_freq=-1",
+        "trainer.val_before_train=false", f"trainer.default_local_dir={run}", "trainer.experiment_name=fails",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode != 0
+    assert "VLLM_CPU_SGL_KERNEL=1 prepacks" in result.stdout + result.stderr
