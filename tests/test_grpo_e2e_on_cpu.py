@@ -1,6 +1,6 @@
 """One complete tiny GRPO run through verl's real V1 trainer and verl's vLLM rollout on CPU, then a resume.
 
-``python -m audio_thinker.main_grpo backbone=tiny_cpu_vllm`` (the `make demo` command with verl's own
+``python -m audio_thinker.main_grpo backbone=tiny_cpu rollout_engine=vllm_cpu`` (the `make demo` command with verl's own
 vLLM rollout server on vLLM's CPU build, weights synced from the FSDP actor before every step) at toy
 scale: 3 steps with a checkpoint after every step, validation before and after, verl's rollout dumps on.
 The rollout's token probabilities must equal the actor's recomputation (they differ by up to 0.86
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.skipif(
 def _command(model: Path, data: Path, run_dir: Path, dumps: Path, judge: Path) -> list[str]:
     return [
         sys.executable, "-m", "audio_thinker.main_grpo",
-        "backbone=tiny_cpu_vllm",
+        "backbone=tiny_cpu", "rollout_engine=vllm_cpu",
         f"hydra.run.dir={run_dir}/hydra",
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data}/train.parquet",

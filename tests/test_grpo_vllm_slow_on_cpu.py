@@ -34,7 +34,7 @@ def test_omni_thinker_trains_two_steps_on_the_vllm_rollout(tmp_path, tiny_model_
     generate_dataset(data, n_train=8, n_val=4, seed=0, progress=False)
     run = tmp_path / "run"
     command = [
-        sys.executable, "-m", "audio_thinker.main_grpo", "backbone=tiny_cpu_vllm", f"hydra.run.dir={run}/hydra",
+        sys.executable, "-m", "audio_thinker.main_grpo", "backbone=tiny_cpu", "rollout_engine=vllm_cpu", f"hydra.run.dir={run}/hydra",
         f"actor_rollout_ref.model.path={tiny_model_dir('qwen2_5_omni_thinker')}",
         f"data.train_files={data}/train.parquet", f"data.val_files={data}/val.parquet",
         "toy.synthetic_data=null", "toy.tiny_model=null", "toy.warmstart_model=null", "toy.tiny_judge=null",
@@ -64,7 +64,7 @@ def test_a_rollout_engine_that_cannot_start_ends_the_run_with_its_error(tmp_path
     generate_dataset(data, n_train=4, n_val=2, seed=0, progress=False)
     run = tmp_path / "run"
     command = [
-        sys.executable, "-m", "audio_thinker.main_grpo", "backbone=tiny_cpu_vllm", f"hydra.run.dir={run}/hydra",
+        sys.executable, "-m", "audio_thinker.main_grpo", "backbone=tiny_cpu", "rollout_engine=vllm_cpu", f"hydra.run.dir={run}/hydra",
         f"actor_rollout_ref.model.path={tiny_model_dir('qwen2_audio')}",
         f"data.train_files={data}/train.parquet", f"data.val_files={data}/val.parquet",
         "toy.synthetic_data=null", "toy.tiny_model=null", "toy.warmstart_model=null", "toy.tiny_judge=null",

@@ -246,9 +246,9 @@ def test_engine_kwargs():
     assert kwargs == {
         "model": "/models/m", "tokenizer": "/models/m", "tensor_parallel_size": 2,
         "gpu_memory_utilization": 0.5, "max_model_len": 4096, "max_num_seqs": 16, "dtype": "float16",
-        "enforce_eager": True, "limit_mm_per_prompt": {"audio": 1}, "seed": 5,
+        "enforce_eager": True, "limit_mm_per_prompt": {"audio": 1, "image": 0, "video": 0}, "seed": 5,
     }
-    assert vg.engine_kwargs("/m", vg.VLLMOptions())["limit_mm_per_prompt"] == {"audio": 1}
+    assert vg.engine_kwargs("/m", vg.VLLMOptions())["limit_mm_per_prompt"] == {"audio": 1, "image": 0, "video": 0}
     text = vg.engine_kwargs("/m", vg.VLLMOptions(), audio=False)
     assert "limit_mm_per_prompt" not in text and text["max_num_seqs"] == 64
 

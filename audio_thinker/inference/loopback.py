@@ -6,7 +6,7 @@ host is a loopback address the store's server socket is bound here, to that addr
 torch (``master_listen_fd``). Used by the CPU training workers' process group
 (``audio_thinker.backends.cpu.engine``) and in every vLLM process (the project's vLLM plugin,
 :func:`audio_thinker.inference.vllm_models.register_vllm_models`: evaluation, the judge and the
-rollout). Imports torch only.
+rollout). Importing it is cheap (torch is imported when a store is built).
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import ipaddress
 import os
 import socket
 from typing import Any
-
-import torch
-import torch.distributed
 
 __all__ = ["is_loopback", "loopback_tcp_store", "patch_tcp_rendezvous"]
 
@@ -34,9 +31,11 @@ def is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
-def loopback_tcp_store(host: str, port: int, world_size: int, rank: int, timeout: Any) -> torch.distributed.TCPStore:
-    """A ``TCPStore`` whose rank-0 server listens on ``host`` only (a socket bound here, handed over
-    as ``master_listen_fd``); other ranks connect as usual."""
+def loopback_tcp_store(host: str, port: int, world_size: int, rank: int, timeout: Any) -> Any:
+    """A ``torch.distributed.TCPStore`` whose rank-0 server listens on ``host`` only (a socket bound
+    here, handed over as ``master_listen_fd``); other ranks connect as usual."""
+    import torch.distributed
+
     if rank != 0:
         return torch.distributed.TCPStore(host, port, world_size, is_master=False, timeout=timeout)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -20,7 +20,7 @@ audio server and replica) when the CPU platform is selected:
   cache (``VLLM_CPU_KVCACHE_SPACE``) and no CPU-core pinning.
 
 vLLM-CPU has no sleep mode: the CPU vLLM backbones set ``rollout.enable_sleep_mode=false`` and
-``free_cache_engine=false`` (conf/backbone/tiny_cpu_vllm.yaml). Imports verl's vLLM modules (and
+``free_cache_engine=false`` (conf/rollout_engine/vllm_cpu.yaml). Imports verl's vLLM modules (and
 so vLLM) only when the classes are built; imports nothing from the layers above (the audio classes
 come in as the bases).
 """
