@@ -90,8 +90,9 @@ def test_inference_imports_only_lower_layers():
 
 
 def test_every_module_imports_no_heavy_dependency():
+    # vllm_omni is the model class vLLM itself imports by name inside its processes (it subclasses vLLM's)
     modules = sorted(f"audio_thinker.inference.{p.stem}" for p in PACKAGE.glob("*.py")
-                     if p.stem != "__init__")
+                     if p.stem not in ("__init__", "vllm_omni"))
     assert "audio_thinker.inference.vllm" in modules
     code = (f"import sys, {', '.join(modules)}\n"
             "print(sorted(m for m in ('vllm', 'torch', 'ray', 'verl') if m in sys.modules))")
