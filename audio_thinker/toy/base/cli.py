@@ -35,13 +35,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                             help=f"default {getattr(DEFAULT_OPTIONS, name)} ({getattr(SCALED_OPTIONS, name)} scaled)")
     parser.add_argument("--if-missing", action="store_true",
                         help="keep an existing complete build made with the same options")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the recorded checksums were built with one thread, and the "
+                             "tiny model gains nothing from more)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
+    import torch
+
     args = _parse_args(argv)
+    torch.set_num_threads(args.threads)
     preset = SCALED_OPTIONS if args.scaled else DEFAULT_OPTIONS
     changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     try:

@@ -44,15 +44,15 @@ class BaseOptions:
 
     seed: int = 0
     pretrain_seed: int = 1000
-    clips: int = 4000
+    clips: int = 2000
     hidden_size: int = 64
     num_layers: int = 2
     intermediate_size: int = 128
-    steps: int = 3000
-    batch_size: int = 32
+    steps: int = 1000
+    batch_size: int = 16
     lr: float = 3e-3
     projector_lr: float = 3e-3
-    encoder_lr: float = 0.0
+    encoder_lr: float = 1e-3
     warmup_fraction: float = 0.05
     weight_decay: float = 0.0
     think_fraction: float = 0.5
@@ -95,7 +95,7 @@ class BaseOptions:
 
 DEFAULT_OPTIONS = BaseOptions()
 #: The scaled-down build the fast test runs (same recipe, fewer clips and steps).
-SCALED_OPTIONS = BaseOptions(clips=640, steps=300, batch_size=16, eval_clips=160)
+SCALED_OPTIONS = BaseOptions(clips=400, steps=200, batch_size=16, eval_clips=160)
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,9 @@ def response_logits(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def param_groups(model: Any, options: BaseOptions) -> list[dict[str, Any]]:
-    """AdamW groups: language model at ``lr``, projector at ``projector_lr``, encoder at ``encoder_lr``;
-    a part whose learning rate is 0 is frozen (``requires_grad`` off) and left out."""
+    """AdamW groups: language model at ``lr``, projector at ``projector_lr``, encoder at ``encoder_lr``
+    (its position table included); a part whose learning rate is 0 is frozen (``requires_grad`` off)
+    and left out."""
     parts = [(model.language_model, options.lr), (model.multi_modal_projector, options.projector_lr),
              (model.audio_tower, options.encoder_lr)]
     groups = []
