@@ -17,12 +17,14 @@ def fit(
     lr_factor: Callable[[int], float], weight_decay: float = 0.0, progress: bool = False, desc: str = "training",
 ) -> list[float]:
     """``steps`` AdamW steps on ``params`` minimising ``batch_loss(step)`` (a scalar tensor); returns
-    the loss of every step. The learning rate of step ``s`` is ``lr * lr_factor(s)``. ``model`` is
-    in train mode during the loop and in eval mode after it."""
+    the loss of every step. ``params`` are tensors, or torch parameter groups (dicts with ``params``
+    and their own ``lr``). The learning rate of step ``s`` is ``lr * lr_factor(s)`` (a group's own
+    ``lr`` times the factor). ``model`` is in train mode during the loop and in eval mode after it."""
     import torch
     from tqdm import tqdm
 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    tensors = [p for group in optimizer.param_groups for p in group["params"]]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model.train()
     losses: list[float] = []
@@ -31,7 +33,7 @@ def fit(
         loss = batch_loss(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(tensors, 1.0)
         optimizer.step()
         scheduler.step()
         losses.append(float(loss.detach()))
