@@ -97,6 +97,7 @@ def test_marker_records_priming(primed, unprimed):
     assert plain["prime_steps"] == 0 and "parse_rate" not in plain
 
 
+@pytest.mark.slow  # a rebuild variant (~15-70 s); make test-all runs it
 def test_ensure_rebuilds_on_changed_prime_steps(tmp_path):
     out = tmp_path / "judge"
     ensure_tiny_judge(out)
@@ -117,6 +118,7 @@ def test_ensure_rebuilds_on_changed_prime_steps(tmp_path):
         build_tiny_judge(tmp_path / "other", prime_steps=-1)
 
 
+@pytest.mark.slow  # a rebuild variant (~15-70 s); make test-all runs it
 def test_cli_prime_steps(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "judge"), "--prime-steps", "2"]) == 0
     assert marker(tmp_path / "judge")["prime_steps"] == 2

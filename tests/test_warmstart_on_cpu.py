@@ -264,6 +264,7 @@ def test_the_default_warmstart_is_well_formed(inputs):
     assert_format_learnt(out, data.read_rows(inputs[3]))
 
 
+@pytest.mark.slow  # a rebuild variant (~15-70 s); make test-all runs it
 def test_if_missing_keeps_a_matching_output_and_rebuilds_on_new_options(inputs, warmstarted, capsys):
     root, base, train, val = inputs
     out, argv = warmstarted
