@@ -1,10 +1,10 @@
 """verl's vLLM rollout on vLLM's CPU build: the tiny Qwen2.5-Omni thinker trains; a failing engine stops the run.
 
 The Qwen2-Audio path runs in tests/test_grpo_e2e_on_cpu.py (3 steps and a resume); this is the
-Omni thinker's (fast tier, one launch): vLLM serves the thinker-only checkpoint through our
-vLLM plugin (``vllm.general_plugins``), verl syncs the FSDP actor's weights (``model.*`` / ``lm_head.*``
-into it before each step, and the rollout's token probabilities must equal the actor's. The failing-engine run is slow tier
-(``make test-all``).
+Omni thinker's (fast tier, one launch): vLLM serves the thinker-only checkpoint through our vLLM
+plugin (``vllm.general_plugins``), verl syncs the FSDP actor's weights (``model.*`` /
+``lm_head.*`` names) into it before each step, and the rollout's token probabilities must equal
+the actor's. The failing-engine run is slow tier (``make test-all``).
 """
 
 from __future__ import annotations
