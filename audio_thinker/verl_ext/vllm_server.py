@@ -22,11 +22,9 @@ pure function, meant to run around verl's own ``generate``:
    from the expanded length (the ids as verl sent them, or a collapsed run plus the clip's token
    count), and a prompt that leaves no room says which limit to raise.
 
-For a text-only model every rule is the identity. Not yet wired into verl: a ``vLLMHttpServer``
-subclass whose ``generate`` applies :func:`plan_request` / :func:`clean_mm_processor_kwargs` and
-whose ``run_server`` re-applies verl's logits mask with :func:`banned_token_ids`, registered as the
-``vllm`` entry of ``RolloutReplicaRegistry``, needs the verl-contract check to resolve verl's vLLM
-modules, which import vLLM.
+For a text-only model every rule is the identity. They are applied to verl's server by
+:mod:`audio_thinker.verl_ext.vllm_rollout` (a ``vLLMHttpServer`` subclass registered as verl's
+``vllm`` rollout).
 """
 
 from __future__ import annotations

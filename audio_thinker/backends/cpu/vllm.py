@@ -7,7 +7,7 @@ audio server and replica) when the CPU platform is selected:
 
 * **Device ids.** verl's replica asks each worker for its accelerator id
   (``ray.get_runtime_context().get_accelerator_ids()[<platform resource>]``); Ray keeps no ids
-  for CPUs (``KeyError: 'CPU'``). ``CPUVLLMReplica`` first give each of their workers the one
+  for CPUs (``KeyError: 'CPU'``). ``CPUVLLMReplica`` first gives each of its workers the one
   CPU "device" (``"0"``, as the platform has one device) in that worker process.
 * **Weight sync.** vLLM-CPU repacks every linear weight for oneDNN at load and drops the original
   (``layers/utils.py`` ``dispatch_cpu_unquantized_gemm``), so verl's weight updates cannot reach
