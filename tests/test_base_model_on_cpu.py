@@ -135,7 +135,7 @@ def test_scaled_build_loads_like_the_tiny_model_and_is_kept_when_current(scaled_
     assert (scaled_build / build.MARKER).stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("name", ["options", "training", "scoring"])
+@pytest.mark.parametrize("name", ["options", "scoring"])  # the schedule's doctest: toy.loop (test_doctests_on_cpu)
 def test_doctests(name):
     import doctest
     import importlib

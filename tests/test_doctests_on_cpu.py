@@ -35,6 +35,7 @@ PURE_MODULES = [
     "audio_thinker.data.rows",
     "audio_thinker.data.benchmarks",
     "audio_thinker.data.files",
+    "audio_thinker.toy.loop",
 ]
 
 

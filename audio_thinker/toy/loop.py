@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["fit", "loss_figures"]
+__all__ = ["fit", "loss_figures", "warmup_then_decay"]
 
 
 def fit(
@@ -51,3 +51,17 @@ def loss_figures(losses: Sequence[float]) -> dict[str, float]:
     tail = losses[-max(1, len(losses) // 10):]
     return {"loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
             "loss_last_10pct_mean": round(sum(tail) / len(tail), 4)}
+
+
+def warmup_then_decay(step: int, steps: int, warmup_fraction: float) -> float:
+    """Learning-rate factor of ``step``: linear warm-up over ``warmup_fraction`` of ``steps``, then
+    linear decay to 0.1 (the warm-start's and the base model's schedule).
+
+    >>> [round(warmup_then_decay(s, 10, 0.2), 3) for s in (0, 1, 2, 9)]
+    [0.5, 1.0, 1.0, 0.213]
+    """
+    warmup = round(warmup_fraction * steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(steps - warmup, 1)
+    return 1.0 - 0.9 * (step - warmup) / span

@@ -16,25 +16,11 @@ from typing import Any
 
 from audio_thinker.toy.base.clips import Clip, encode_window, stack_windows
 from audio_thinker.toy.base.options import BaseOptions, build_base_target
-from audio_thinker.toy.loop import fit, loss_figures
+from audio_thinker.toy.loop import fit, loss_figures, warmup_then_decay
 from audio_thinker.toy.warmstart.data import Example, collate
 from audio_thinker.toy.warmstart.training import shuffled_batches
 
-__all__ = ["AudioEmbedder", "lr_factor", "param_groups", "response_logits", "train_base"]
-
-
-def lr_factor(step: int, options: BaseOptions) -> float:
-    """Linear warm-up over ``warmup_fraction`` of the steps, then linear decay to 0.1.
-
-    >>> opts = BaseOptions(steps=10, warmup_fraction=0.2)
-    >>> [round(lr_factor(s, opts), 3) for s in (0, 1, 2, 9)]
-    [0.5, 1.0, 1.0, 0.213]
-    """
-    warmup = round(options.warmup_fraction * options.steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    span = max(options.steps - warmup, 1)
-    return 1.0 - 0.9 * (step - warmup) / span
+__all__ = ["AudioEmbedder", "param_groups", "response_logits", "train_base"]
 
 
 def response_logits(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -125,7 +111,7 @@ def train_base(
         return torch.nn.functional.cross_entropy(logits, labels)
 
     losses = fit(model, groups, batch_loss, steps=options.steps, lr=options.lr, weight_decay=options.weight_decay,
-                 lr_factor=lambda step: lr_factor(step, options), progress=progress, desc="base")
+                 lr_factor=lambda step: warmup_then_decay(step, options.steps, options.warmup_fraction), progress=progress, desc="base")
     model.requires_grad_(True)
     trainable = sum(p.numel() for g in groups for p in g["params"])
     return {

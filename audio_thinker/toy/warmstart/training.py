@@ -6,11 +6,11 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from audio_thinker.toy.loop import fit, loss_figures
+from audio_thinker.toy.loop import fit, loss_figures, warmup_then_decay
 from audio_thinker.toy.warmstart.data import Example, collate
 from audio_thinker.toy.warmstart.targets import WarmstartOptions, build_target
 
-__all__ = ["lr_factor", "response_loss", "shuffled_batches", "train_warmstart"]
+__all__ = ["response_loss", "shuffled_batches", "train_warmstart"]
 
 
 def response_loss(model: Any, batch: Mapping[str, Any]) -> Any:
@@ -39,20 +39,6 @@ def shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[li
             order.extend(epoch)
         yield order[:batch_size]
         order = order[batch_size:]
-
-
-def lr_factor(step: int, options: WarmstartOptions) -> float:
-    """Linear warm-up over ``warmup_fraction`` of the steps, then linear decay to 0.1.
-
-    >>> opts = WarmstartOptions(steps=10, warmup_fraction=0.2)
-    >>> [round(lr_factor(s, opts), 3) for s in (0, 1, 2, 9)]
-    [0.5, 1.0, 1.0, 0.213]
-    """
-    warmup = round(options.warmup_fraction * options.steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    span = max(options.steps - warmup, 1)
-    return 1.0 - 0.9 * (step - warmup) / span
 
 
 def train_warmstart(
@@ -85,7 +71,7 @@ def train_warmstart(
         return response_loss(model, collate(model, chosen, [response_ids(t.text) for t in targets], pad_id=pad_id))
 
     losses = fit(model, params, batch_loss, steps=options.steps, lr=options.lr, weight_decay=options.weight_decay,
-                 lr_factor=lambda step: lr_factor(step, options), progress=progress, desc="warm-start")
+                 lr_factor=lambda step: warmup_then_decay(step, options.steps, options.warmup_fraction), progress=progress, desc="warm-start")
     return {
         **loss_figures(losses),
         "trainable_parameters": sum(p.numel() for p in params),
