@@ -180,12 +180,12 @@ def test_the_omni_processor_gets_the_vision_ids_verls_generate_reads(tiny_model_
     from transformers import AutoProcessor
     from verl.workers.rollout.utils import qwen2_5_vl_dedup_image_tokens
 
-    from audio_thinker.verl_ext.vllm_rollout import add_vision_token_ids
+    from audio_thinker.verl_ext.plugin import load_audio_processor
 
-    processor = AutoProcessor.from_pretrained(str(tiny_model_dir("qwen2_5_omni_thinker")))
+    path = str(tiny_model_dir("qwen2_5_omni_thinker"))
     with pytest.raises(AttributeError):
-        qwen2_5_vl_dedup_image_tokens([1, 2, 3], processor)
-    add_vision_token_ids(processor)
+        qwen2_5_vl_dedup_image_tokens([1, 2, 3], AutoProcessor.from_pretrained(path))
+    processor = load_audio_processor(path)  # what verl's hf_processor returns with the plugin
     vocab = processor.tokenizer.get_vocab()
     assert processor.image_token_id == vocab[processor.image_token]
     assert processor.video_token_id == vocab[processor.video_token]

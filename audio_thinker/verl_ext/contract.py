@@ -312,7 +312,7 @@ _VLLM_ROLLOUT_SYMBOLS = [
        "private; verl's update_weights calls it for update_weights_from_ipc with non_block=True and gets the "
        "receiver's ObjectRef back, which we keep.", ("method", "non_block", "timeout", "args", "kwargs"),
        needs="vllm"),
-    _s("verl.utils.tokenizer.get_processor_token_id", "call", f"{_VLLM_ROLLOUT}:add_vision_token_ids",
+    _s("verl.utils.tokenizer.get_processor_token_id", "call", f"{_PLUGIN}:add_vision_token_ids",
        "resolves image/video ids from token strings; verl's generate reads processor.image_token_id itself.",
        ("processor", "token_name")),
     _s("verl.workers.rollout.utils.get_vision_placeholder_token_ids", "call",

@@ -121,7 +121,27 @@ def load_audio_processor(name_or_path: str, **kwargs: Any) -> Any | None:
     else:
         processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
     processor.config = config  # verl attaches the model config to every processor it returns
+    add_vision_token_ids(processor)
     return processor
+
+
+def add_vision_token_ids(processor: Any) -> None:
+    """Give ``processor`` the ``image_token_id`` / ``video_token_id`` attributes verl's server reads.
+
+    verl's vLLM server deduplicates vision runs for every processor with a Qwen2-VL image processor
+    and reads ``processor.image_token_id``; the Omni thinker's processor has that image processor but
+    only the token strings (``AttributeError`` on every rollout request). Set where the processor is
+    loaded, so every verl consumer gets it. The ids are resolved the way verl's
+    own ``get_processor_token_id`` does; processors that have them are left alone.
+    """
+    from verl.utils.tokenizer import get_processor_token_id
+
+    for modality in ("image", "video"):
+        attr = f"{modality}_token_id"
+        if processor is not None and getattr(processor, attr, None) is None:
+            token_id = get_processor_token_id(processor, modality)
+            if token_id is not None:
+                setattr(processor, attr, token_id)
 
 
 def _with_audio(original: Any) -> Any:

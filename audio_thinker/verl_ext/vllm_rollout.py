@@ -12,8 +12,7 @@ subclass whose servers are of that class, registered as verl's ``vllm`` rollout
   to exactly the clip's length, so the engine sees the prompt the actor scores), sizes the
   response budget from the *expanded* length, and drops ``sampling_rate`` from
   ``mm_processor_kwargs`` (vLLM's Qwen2-Audio processor sets it itself: ``TypeError``);
-* ``run_server`` gives the Omni thinker's processor the vision token ids verl's ``generate`` reads
-  (:func:`add_vision_token_ids`), and re-applies verl's logits mask with the audio placeholders and delimiters added to
+* ``run_server`` re-applies verl's logits mask with the audio placeholders and delimiters added to
   verl's vision ones, so the policy can never sample an ``<|AUDIO|>`` the actor cannot score;
 * the in-worker adapter (:func:`server_adapter_class`, registered in verl's ``_ROLLOUT_REGISTRY``)
   ends the run with :class:`WeightSyncError` when the server fails to take the actor's weights,
@@ -43,30 +42,12 @@ from audio_thinker.verl_ext.vllm_server import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "WeightSyncError", "add_vision_token_ids", "audio_replica_class", "audio_server_class",
+    "WeightSyncError", "audio_replica_class", "audio_server_class",
     "register_audio_vllm_rollout", "server_adapter_class",
 ]
 
 #: the name verl's rollout config selects (``actor_rollout_ref.rollout.name``)
 ROLLOUT_NAME = "vllm"
-
-
-def add_vision_token_ids(processor: Any) -> None:
-    """Give ``processor`` the ``image_token_id`` / ``video_token_id`` attributes verl's server reads.
-
-    verl's ``generate`` deduplicates vision runs for every processor with a Qwen2-VL image processor
-    and reads ``processor.image_token_id``; the Omni thinker's processor has that image processor but
-    only the token strings (``AttributeError`` on every request). The ids are resolved the way verl's
-    own ``get_processor_token_id`` does; processors that have them are left alone.
-    """
-    from verl.utils.tokenizer import get_processor_token_id
-
-    for modality in ("image", "video"):
-        attr = f"{modality}_token_id"
-        if processor is not None and getattr(processor, attr, None) is None:
-            token_id = get_processor_token_id(processor, modality)
-            if token_id is not None:
-                setattr(processor, attr, token_id)
 
 
 @functools.cache
@@ -80,7 +61,6 @@ def audio_server_class() -> type:
         """verl's vLLM server for audio models (module docstring)."""
 
         async def run_server(self, args: Any) -> None:
-            add_vision_token_ids(self.model_config.processor)
             await super().run_server(args)
             vision = get_vision_placeholder_token_ids(self.model_config.processor)
             banned = banned_token_ids(self.model_config.hf_config, self.model_config.tokenizer, vision)
